@@ -1,0 +1,5 @@
+"""Allow ``python -m rag``."""
+
+from rag.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""Domain errors. Each carries an HTTP status so one handler can map them all."""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base class: a problem the user can act on, reported without a stack trace."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CorpusError(RagError):
+    """The corpus folder is missing or holds no readable article."""
+
+    code = "corpus_error"
+
+
+class IndexMissingError(RagError):
+    """No index has been built yet where one was expected."""
+
+    status = 503
+    code = "index_missing"
+
+
+class IndexMismatchError(RagError):
+    """The index on disk was built with another embedder, settings or corpus."""
+
+    status = 409
+    code = "index_mismatch"
+
+
+class EmbedderError(RagError):
+    """The configured embedding model cannot be loaded."""
+
+    status = 500
+    code = "embedder_error"
+
+
+class InvalidInputError(RagError):
+    """A question, query or parameter is empty, too long or out of range."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class NotFoundError(RagError):
+    """A named document or resource does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+class LLMError(RagError):
+    """The LLM server failed, timed out or returned nothing usable."""
+
+    status = 502
+    code = "llm_error"
