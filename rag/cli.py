@@ -1,0 +1,177 @@
+"""The ``rag`` command: index, search and evaluate (answering and serving join later)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.errors import InvalidInputError, RagError
+from rag.logs import configure_logging
+from rag.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("corpus_dir", "index_dir", "embedder"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from rag.embedding import load_embedder
+    from rag.engine import index_config
+    from rag.index import build_index
+
+    settings = _settings(args)
+    manifest = build_index(
+        index_config(settings), load_embedder(settings.embedder), progress=_progress(args)
+    )
+    if args.json:
+        print(manifest.model_dump_json(indent=2))
+        return 0
+    print(
+        f"indexed {len(manifest.documents)} documents into {manifest.chunk_count} chunks "
+        f"({manifest.embedded} embedded, {manifest.reused} reused) "
+        f"in {manifest.build_seconds:.1f}s -> {settings.index_dir}"
+    )
+    for doc in manifest.documents:
+        print(f"  {doc.id}: {doc.title} ({doc.date or 'no date'}, {doc.chunks} chunks)")
+    for skipped in manifest.skipped:
+        print(f"  skipped {skipped.path}: {skipped.reason}")
+    return 0
+
+
+def _read_batch(path: Path) -> list[tuple[str, str] | tuple[int, str]]:
+    """(id, question) pairs, or (line number, error) for lines that cannot be used."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc}") from exc
+    items: list[tuple[str, str] | tuple[int, str]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            qid, question = row["id"], row["question"]
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError("empty question")
+            items.append((str(qid), question))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            items.append((number, f"{path}:{number}: {type(exc).__name__}: {exc}"))
+    return items
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rag.engine import load_engine
+
+    if bool(args.query) == bool(args.batch):
+        raise InvalidInputError("give either a QUESTION or --batch FILE.jsonl")
+    engine = load_engine(_settings(args), progress=_progress(args))
+    if args.query:
+        hits = engine.retriever.retrieve(args.query, args.k)
+        if args.json:
+            print(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
+        else:
+            for rank, hit in enumerate(hits, 1):
+                print(f"[{rank}] {hit.score:.4f} {hit.doc} {hit.start}-{hit.end} {hit.title}")
+                print("    " + hit.text.replace("\n", "\n    "))
+        return 0
+    failures = 0
+    for key, value in _read_batch(args.batch):
+        if isinstance(key, int):
+            print(value, file=sys.stderr)
+            failures += 1
+            continue
+        hits = engine.retriever.retrieve(value, args.k)
+        print(json.dumps({"id": key, "hits": [h.as_dict() for h in hits]}, ensure_ascii=False))
+    return 1 if failures else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rag.engine import load_engine
+    from rag.evaluation import evaluate_retrieval, read_questions
+
+    engine = load_engine(_settings(args), progress=_progress(args))
+    questions = read_questions(args.file, engine.index.documents)
+
+    def search(question: str, k: int) -> list[tuple[str, int, int]]:
+        return [(h.doc, h.start, h.end) for h in engine.retriever.retrieve(question, k)]
+
+    report = {"retrieval": evaluate_retrieval(questions, search, args.k)}
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        _print_table("retrieval", report["retrieval"])
+    return 0
+
+
+def _print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
+    metrics = sorted({m for r in rows.values() for m in r if m != "n"})
+    print(f"{title}:")
+    print(f"  {'type':<14}{'n':>4}" + "".join(f"{m:>16}" for m in metrics))
+    for name, row in rows.items():
+        print(
+            f"  {name:<14}{int(row['n']):>4}" + "".join(f"{row.get(m, 0):>16.3f}" for m in metrics)
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description=__doc__)
+    parser.add_argument("--log-level", default=None, help="override RAG_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--corpus", dest="corpus_dir", type=Path, help="folder of .txt/.md articles")
+        p.add_argument("--index-dir", dest="index_dir", type=Path, help="where the index lives")
+        p.add_argument("--embedder", help="'e5' or 'st:<model name or path>'")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("index", help="build or update the index")
+    common(p)
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="retrieve passages for a question")
+    common(p)
+    p.add_argument("query", nargs="?", help="the question")
+    p.add_argument("--batch", type=Path, help="JSONL file of {id, question} lines")
+    p.add_argument("-k", type=int, default=5, help="passages per question")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("eval", help="retrieval (and answer) metrics on a JSONL question set")
+    common(p)
+    p.add_argument("file", type=Path, help="questions with evidence, like shared/eval/dev.jsonl")
+    p.add_argument("-k", type=int, default=5, help="passages retrieved per question")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings_level = Settings().log_level if args.log_level is None else args.log_level
+        configure_logging(settings_level, Settings().log_json)
+        return int(args.func(args))
+    except RagError as exc:
+        print(f"rag: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rag: interrupted", file=sys.stderr)
+        return 130
+    except ValueError as exc:  # pydantic validation of RAG_* settings
+        print(f"rag: invalid configuration: {exc}", file=sys.stderr)
+        return 2

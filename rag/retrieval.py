@@ -1,0 +1,138 @@
+"""Hybrid retrieval: dense (FAISS) and lexical (BM25) rankings fused, overlaps removed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from rag.embedding import Embedder
+from rag.errors import InvalidInputError
+from rag.index import SearchIndex
+
+Fusion = Literal["rrf", "dense", "lexical"]
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved passage; ``text == original[start:end]`` of document ``doc``."""
+
+    doc: str
+    title: str
+    text: str
+    start: int
+    end: int
+    score: float
+    row: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "doc": self.doc,
+            "title": self.title,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "score": round(self.score, 6),
+        }
+
+
+@dataclass
+class Retrieval:
+    """Hits plus what later stages reuse (the query vector) and where time went."""
+
+    query: str
+    hits: list[Hit]
+    query_vector: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _overlap(a: Hit, b: Hit) -> int:
+    if a.doc != b.doc:
+        return 0
+    return max(0, min(a.end, b.end) - max(a.start, b.start))
+
+
+def rrf(rankings: list[list[int]], weights: list[float] | None = None) -> dict[int, float]:
+    """Reciprocal-rank fusion of several ranked lists of row ids."""
+    weights = weights or [1.0] * len(rankings)
+    fused: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for rank, row in enumerate(ranking):
+            fused[row] = fused.get(row, 0.0) + weight / (RRF_K + rank + 1)
+    return fused
+
+
+class Retriever:
+    """Answers ``retrieve(query, k)`` against one loaded index with one embedder."""
+
+    def __init__(
+        self,
+        index: SearchIndex,
+        embedder: Embedder,
+        *,
+        fusion: Fusion = "rrf",
+        candidates: int = 50,
+        lexical_weight: float = 1.0,
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.fusion: Fusion = fusion
+        self.candidates = candidates
+        self.lexical_weight = lexical_weight
+
+    def retrieve(self, query: str, k: int = 5) -> list[Hit]:
+        return self.search(query, k).hits
+
+    def search(self, query: str, k: int = 5) -> Retrieval:
+        """Top-``k`` non-overlapping passages for ``query``, with timings in seconds."""
+        if not query or not query.strip():
+            raise InvalidInputError("the query is empty")
+        if k < 1:
+            raise InvalidInputError("k must be at least 1")
+        t0 = time.perf_counter()
+        qvec = self.embedder.embed_queries([query])[0]
+        t1 = time.perf_counter()
+        pool = max(self.candidates, 4 * k)
+        scores, ids = self.index.vectors.search(qvec, pool)
+        dense_rank = [int(i) for i in ids[0] if i >= 0]
+        dense_score = {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
+        t2 = time.perf_counter()
+        lexical = self.index.lexical.scores(query)
+        positive = np.flatnonzero(lexical > 0)
+        lexical_rank = [int(i) for i in positive[np.argsort(-lexical[positive], kind="stable")]]
+        lexical_rank = lexical_rank[:pool]
+        t3 = time.perf_counter()
+        if self.fusion == "dense":
+            fused = dense_score
+        elif self.fusion == "lexical":
+            fused = {i: float(lexical[i]) for i in lexical_rank} or dense_score
+        else:
+            fused = rrf([dense_rank, lexical_rank], [1.0, self.lexical_weight])
+        order = sorted(fused, key=lambda row: (-fused[row], row))
+        hits = self._select(order, fused, k)
+        t4 = time.perf_counter()
+        timings = {
+            "embed": t1 - t0,
+            "dense": t2 - t1,
+            "lexical": t3 - t2,
+            "fuse": t4 - t3,
+            "total": t4 - t0,
+        }
+        return Retrieval(query, hits, qvec, timings)
+
+    def _select(self, order: list[int], scores: dict[int, float], k: int) -> list[Hit]:
+        """Walk the fused ranking, skipping passages mostly covered by a better one."""
+        chosen: list[Hit] = []
+        for row in order:
+            chunk = self.index.chunks[row]
+            hit = Hit(chunk.doc, chunk.title, chunk.text, chunk.start, chunk.end, scores[row], row)
+            length = max(1, hit.end - hit.start)
+            if any(_overlap(hit, c) * 2 >= min(length, c.end - c.start) for c in chosen):
+                continue
+            chosen.append(hit)
+            if len(chosen) == k:
+                break
+        return chosen
