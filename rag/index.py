@@ -27,6 +27,7 @@ from rag.embedding import Embedder
 from rag.errors import IndexMismatchError, IndexMissingError
 from rag.lexical import LexicalIndex
 from rag.manifest import DocumentInfo, Manifest, SkippedInfo
+from rag.sentences import split_sentences
 from rag.vectors import VectorIndex, choose_kind
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,18 @@ class StoredDocument:
     text: str
 
 
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a chunk; answers quote whole sentences, so they are embedded too."""
+
+    doc: str
+    start: int
+    end: int
+
+
 @dataclass
 class SearchIndex:
-    """Everything retrieval needs, loaded in memory from one complete build."""
+    """Everything retrieval and answering need, loaded in memory from one complete build."""
 
     path: Path
     manifest: Manifest
@@ -56,6 +66,13 @@ class SearchIndex:
     documents: dict[str, StoredDocument]
     vectors: VectorIndex
     lexical: LexicalIndex
+    sentences: list[Sentence]
+    chunk_sentences: list[list[int]]  # per chunk row: its sentence rows, in order
+    sentence_vectors: np.ndarray
+
+    def sentence_text(self, row: int) -> str:
+        s = self.sentences[row]
+        return self.documents[s.doc].text[s.start : s.end]
 
 
 @dataclass(frozen=True)
@@ -104,24 +121,37 @@ def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[i : i + size]
 
 
-def embed_chunks(
-    chunks: Sequence[Chunk], embedder: Embedder, reuse: dict[str, np.ndarray], progress: bool
+def sentence_table(
+    chunks: Sequence[Chunk], texts: dict[str, str]
+) -> tuple[list[Sentence], list[list[int]]]:
+    """Unique sentences of all chunks and, per chunk, the rows of its sentences."""
+    rows: dict[Sentence, int] = {}
+    per_chunk: list[list[int]] = []
+    for chunk in chunks:
+        mine = []
+        for start, end in split_sentences(texts[chunk.doc], chunk.start, chunk.end):
+            mine.append(rows.setdefault(Sentence(chunk.doc, start, end), len(rows)))
+        per_chunk.append(mine)
+    return list(rows), per_chunk
+
+
+def embed_texts(
+    texts: Sequence[str], embedder: Embedder, reuse: dict[str, np.ndarray], progress: bool
 ) -> tuple[np.ndarray, list[str], int]:
-    """Vectors for all chunks, embedding only texts missing from ``reuse``.
+    """Passage vectors for ``texts``, embedding only those missing from ``reuse``.
 
     Returns the matrix, the per-row text keys and how many texts were newly embedded.
     """
-    texts = [passage_text(c) for c in chunks]
     keys = [_key(t) for t in texts]
     todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in reuse}.items())
     fresh: dict[str, np.ndarray] = {}
-    with tqdm(total=len(todo), desc="embedding", unit="chunk", disable=not progress) as bar:
+    with tqdm(total=len(todo), desc="embedding", unit="text", disable=not progress) as bar:
         for batch in _batches(todo, EMBED_BATCH):  # type: ignore[arg-type]
             vectors = embedder.embed_passages([t for _, t in batch])
             fresh.update((k, v) for (k, _), v in zip(batch, vectors, strict=True))
             bar.update(len(batch))
     table = {**reuse, **fresh}
-    matrix = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+    matrix = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     for row, key in enumerate(keys):
         matrix[row] = table[key]
     return matrix, keys, len(todo)
@@ -173,17 +203,25 @@ def build_index(
     builds = index_dir / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
     reuse = _reusable_vectors(index_dir, embedder)
-    vectors, keys, embedded = embed_chunks(chunks, embedder, reuse, progress)
+    doc_texts = {d.id: d.text for d in corpus.documents}
+    sentences, chunk_sentences = sentence_table(chunks, doc_texts)
+    texts = [passage_text(c) for c in chunks] + [
+        doc_texts[s.doc][s.start : s.end] for s in sentences
+    ]
+    all_vectors, keys, embedded = embed_texts(texts, embedder, reuse, progress)
+    vectors = all_vectors[: len(chunks)]
 
     name = time.strftime("%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:8]}"
     tmp = builds / f".tmp-{os.getpid()}-{name}"
     tmp.mkdir()
     kind = choose_kind(config.ann, len(chunks), config.ann_threshold)
     VectorIndex.build(vectors, kind).save(tmp / "vectors.faiss")
-    np.save(tmp / "embeddings.npy", vectors)
+    np.save(tmp / "embeddings.npy", all_vectors)
     (tmp / "keys.txt").write_text("\n".join(keys), encoding="utf-8")
     LexicalIndex.build([c.text for c in chunks]).save(tmp / "bm25")
     _write_jsonl(tmp / "chunks.jsonl", (asdict(c) for c in chunks))
+    _write_jsonl(tmp / "sentences.jsonl", (asdict(s) for s in sentences))
+    (tmp / "chunk_sentences.json").write_text(json.dumps(chunk_sentences), encoding="utf-8")
     _write_jsonl(
         tmp / "documents.jsonl",
         ({"id": d.id, "title": d.title, "date": d.date, "text": d.text} for d in corpus.documents),
@@ -208,7 +246,7 @@ def build_index(
         skipped=[SkippedInfo(path=str(s.path), reason=s.reason) for s in corpus.skipped],
         chunk_count=len(chunks),
         embedded=embedded,
-        reused=len(chunks) - embedded if chunks else 0,
+        reused=len(texts) - embedded,
         build_seconds=round(time.perf_counter() - started, 3),
     )
     manifest.write(tmp / "manifest.json")  # last file written: marks the build complete
@@ -254,9 +292,28 @@ def load_index(index_dir: Path) -> SearchIndex:
     }
     vectors = VectorIndex.load(path / "vectors.faiss")
     lexical = LexicalIndex.load(path / "bm25", size=len(chunks))
-    if vectors.size != len(chunks) or manifest.chunk_count != len(chunks):
+    sentences = [Sentence(**row) for row in _read_jsonl(path / "sentences.jsonl")]  # type: ignore[arg-type]
+    chunk_sentences = json.loads((path / "chunk_sentences.json").read_text(encoding="utf-8"))
+    all_vectors = np.load(path / "embeddings.npy")
+    sentence_vectors = np.ascontiguousarray(all_vectors[len(chunks) :])
+    if (
+        vectors.size != len(chunks)
+        or manifest.chunk_count != len(chunks)
+        or len(sentence_vectors) != len(sentences)
+        or len(chunk_sentences) != len(chunks)
+    ):
         raise IndexMismatchError(f"index at {path} is inconsistent; rebuild it with 'rag index'")
-    return SearchIndex(path, manifest, chunks, documents, vectors, lexical)
+    return SearchIndex(
+        path,
+        manifest,
+        chunks,
+        documents,
+        vectors,
+        lexical,
+        sentences,
+        chunk_sentences,
+        sentence_vectors,
+    )
 
 
 def index_problem(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +29,19 @@ class LexicalIndex:
         # An empty document still needs a row; bm25s scores its placeholder token 0.
         model.index([tokenize(t) or [""] for t in texts], show_progress=False)
         return cls(model, len(texts))
+
+    def document_frequency(self, token: str) -> int:
+        """How many chunks contain ``token`` (0 when it never occurs in the corpus)."""
+        column = self._model.vocab_dict.get(token)
+        if column is None:
+            return 0
+        indptr = self._model.scores["indptr"]
+        return int(indptr[column + 1] - indptr[column])
+
+    def idf(self, token: str) -> float:
+        """Smoothed inverse document frequency, the weight of a token in overlap scores."""
+        df = self.document_frequency(token)
+        return math.log(1.0 + (self.size - df + 0.5) / (df + 0.5))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk for ``query`` (zeros when no query token is known)."""

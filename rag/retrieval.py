@@ -76,12 +76,14 @@ class Retriever:
         fusion: Fusion = "rrf",
         candidates: int = 50,
         lexical_weight: float = 1.0,
+        sentence_weight: float = 1.0,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.fusion: Fusion = fusion
         self.candidates = candidates
         self.lexical_weight = lexical_weight
+        self.sentence_weight = sentence_weight
 
     def retrieve(self, query: str, k: int = 5) -> list[Hit]:
         return self.search(query, k).hits
@@ -104,13 +106,17 @@ class Retriever:
         positive = np.flatnonzero(lexical > 0)
         lexical_rank = [int(i) for i in positive[np.argsort(-lexical[positive], kind="stable")]]
         lexical_rank = lexical_rank[:pool]
+        sentence_rank = self._sentence_rank(qvec, dense_rank + lexical_rank)
         t3 = time.perf_counter()
         if self.fusion == "dense":
             fused = dense_score
         elif self.fusion == "lexical":
             fused = {i: float(lexical[i]) for i in lexical_rank} or dense_score
         else:
-            fused = rrf([dense_rank, lexical_rank], [1.0, self.lexical_weight])
+            fused = rrf(
+                [dense_rank, sentence_rank, lexical_rank],
+                [1.0, self.sentence_weight, self.lexical_weight],
+            )
         order = sorted(fused, key=lambda row: (-fused[row], row))
         hits = self._select(order, fused, k)
         t4 = time.perf_counter()
@@ -122,6 +128,18 @@ class Retriever:
             "total": t4 - t0,
         }
         return Retrieval(query, hits, qvec, timings)
+
+    def _sentence_rank(self, qvec: np.ndarray, rows: list[int]) -> list[int]:
+        """Candidate chunks ranked by their best-matching sentence (precise questions)."""
+        if not self.sentence_weight:
+            return []
+        candidates = list(dict.fromkeys(rows))
+        best: dict[int, float] = {}
+        for row in candidates:
+            members = self.index.chunk_sentences[row]
+            if members:
+                best[row] = float((self.index.sentence_vectors[members] @ qvec).max())
+        return sorted(best, key=lambda r: (-best[r], r))
 
     def _select(self, order: list[int], scores: dict[int, float], k: int) -> list[Hit]:
         """Walk the fused ranking, skipping passages mostly covered by a better one."""
