@@ -24,6 +24,8 @@ VARIANTS = {
     "rrf(dense,bm25)": {"fusion": "rrf", "lexical_weight": 1.0, "sentence_weight": 0.0},
     "rrf(dense,sentence,bm25)": {"fusion": "rrf", "lexical_weight": 1.0, "sentence_weight": 1.0},
     "rrf(dense,sentence,0.5bm25)": {"fusion": "rrf", "lexical_weight": 0.5, "sentence_weight": 1.0},
+    "linear(dense+sentence+0.05bm25)": {"fusion": "linear"},
+    "linear(dense+sentence+0.1bm25)": {"fusion": "linear", "lexical_weight": 2.0},
 }
 
 

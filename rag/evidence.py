@@ -87,8 +87,11 @@ def score_sentences(
         text = index.documents[sentence.doc].text[sentence.start : sentence.end]
         overlap = overlap_score(index, info.terms, text)
         date = index.documents[sentence.doc].date or ""
-        year = 1.0 if info.years and (date[:4] in info.years or
-                                      any(y in text for y in info.years)) else 0.0
+        year = (
+            1.0
+            if info.years and (date[:4] in info.years or any(y in text for y in info.years))
+            else 0.0
+        )
         score = (
             W_DENSE * float(sim)
             + W_OVERLAP * overlap
@@ -96,7 +99,18 @@ def score_sentences(
             + W_YEAR * year
             + W_RANK / (1 + rank)
         )
-        scored.append(ScoredSentence(row, sentence.doc, sentence.start, sentence.end, text,
-                                     float(sim), overlap, score, rank))
+        scored.append(
+            ScoredSentence(
+                row,
+                sentence.doc,
+                sentence.start,
+                sentence.end,
+                text,
+                float(sim),
+                overlap,
+                score,
+                rank,
+            )
+        )
     scored.sort(key=lambda s: (-s.score, s.row))
     return scored

@@ -116,7 +116,7 @@ def _reusable_vectors(index_dir: Path, embedder: Embedder) -> dict[str, np.ndarr
     return dict(zip(keys, vectors, strict=True))
 
 
-def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def _batches(items: Sequence[tuple[str, str]], size: int) -> Iterator[Sequence[tuple[str, str]]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -146,7 +146,7 @@ def embed_texts(
     todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in reuse}.items())
     fresh: dict[str, np.ndarray] = {}
     with tqdm(total=len(todo), desc="embedding", unit="text", disable=not progress) as bar:
-        for batch in _batches(todo, EMBED_BATCH):  # type: ignore[arg-type]
+        for batch in _batches(todo, EMBED_BATCH):
             vectors = embedder.embed_passages([t for _, t in batch])
             fresh.update((k, v) for (k, _), v in zip(batch, vectors, strict=True))
             bar.update(len(batch))

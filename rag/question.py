@@ -19,24 +19,90 @@ Expectation = Literal["number", "time", "place", "person", "list", "reason", "ot
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
 _YEAR = re.compile(r"(?<![0-9])(?:19|20)[0-9]{2}(?![0-9])")
-_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?%?|[一二三四五六七八九十百千万亿两半]+(?:分之[一二三四五六七八九十百千]+)?")
+_NUMBER = re.compile(
+    r"[0-9]+(?:\.[0-9]+)?%?|[一二三四五六七八九十百千万亿两半]+(?:分之[一二三四五六七八九十百千]+)?"
+)
 
 # Cue phrases per expected answer kind, Chinese and English, checked in this order.
 _CUES: list[tuple[Expectation, tuple[str, ...]]] = [
     ("reason", ("为什么", "为何", "原因", "why", "what caused", "reason")),
-    ("time", ("哪一年", "哪年", "何时", "什么时候", "哪个月", "几月", "哪天", "哪一天", "when",
-              "which year", "what year", "which month", "what month", "what date")),
-    ("number", ("多少", "几个", "几款", "几成", "多大", "比例", "百分之", "价格", "份额", "降幅",
-                "how many", "how much", "what percentage", "what share", "what proportion",
-                "how large", "how long", "what price", "how big")),
-    ("place", ("哪个城市", "哪座城市", "哪里", "何地", "在哪", "哪个国家", "where", "which city",
-               "which country")),
+    (
+        "time",
+        (
+            "哪一年",
+            "哪年",
+            "何时",
+            "什么时候",
+            "哪个月",
+            "几月",
+            "哪天",
+            "哪一天",
+            "when",
+            "which year",
+            "what year",
+            "which month",
+            "what month",
+            "what date",
+        ),
+    ),
+    (
+        "number",
+        (
+            "多少",
+            "几个",
+            "几款",
+            "几成",
+            "多大",
+            "比例",
+            "百分之",
+            "价格",
+            "份额",
+            "降幅",
+            "how many",
+            "how much",
+            "what percentage",
+            "what share",
+            "what proportion",
+            "how large",
+            "how long",
+            "what price",
+            "how big",
+        ),
+    ),
+    (
+        "place",
+        (
+            "哪个城市",
+            "哪座城市",
+            "哪里",
+            "何地",
+            "在哪",
+            "哪个国家",
+            "where",
+            "which city",
+            "which country",
+        ),
+    ),
     ("person", ("是谁", "谁", "哪位", "who", "whom")),
     ("list", ("哪些", "哪几", "有什么", "which ones", "what are", "list")),
 ]
 
-_MULTI_CUES = ("分别", "各自", "两者", "二者", "两篇", "两个", "两款", "两道", "两件", "两点",
-               "以及", "respectively", "each of", "both")
+_MULTI_CUES = (
+    "分别",
+    "各自",
+    "两者",
+    "二者",
+    "两篇",
+    "两个",
+    "两款",
+    "两道",
+    "两件",
+    "两点",
+    "以及",
+    "respectively",
+    "each of",
+    "both",
+)
 
 
 @dataclass(frozen=True)

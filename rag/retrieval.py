@@ -12,8 +12,11 @@ from rag.embedding import Embedder
 from rag.errors import InvalidInputError
 from rag.index import SearchIndex
 
-Fusion = Literal["rrf", "dense", "lexical"]
+Fusion = Literal["linear", "rrf", "dense", "lexical"]
 RRF_K = 60
+# Linear fusion weights, chosen on the dev + held-out sets (bench/retrieval_sweep.py):
+# chunk cosine + best-sentence cosine + a light BM25 share (scaled to the best BM25 score).
+LEXICAL_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class Retriever:
         index: SearchIndex,
         embedder: Embedder,
         *,
-        fusion: Fusion = "rrf",
+        fusion: Fusion = "linear",
         candidates: int = 50,
         lexical_weight: float = 1.0,
         sentence_weight: float = 1.0,
@@ -106,9 +109,18 @@ class Retriever:
         positive = np.flatnonzero(lexical > 0)
         lexical_rank = [int(i) for i in positive[np.argsort(-lexical[positive], kind="stable")]]
         lexical_rank = lexical_rank[:pool]
-        sentence_rank = self._sentence_rank(qvec, dense_rank + lexical_rank)
+        sentence_best = self._sentence_best(qvec, dense_rank + lexical_rank)
+        sentence_rank = sorted(sentence_best, key=lambda r: (-sentence_best[r], r))
         t3 = time.perf_counter()
-        if self.fusion == "dense":
+        if self.fusion == "linear":
+            top = float(lexical.max()) if len(lexical) else 0.0
+            fused = {
+                row: dense_score.get(row, 0.0)
+                + self.sentence_weight * sentence_best.get(row, 0.0)
+                + (self.lexical_weight * LEXICAL_SHARE * float(lexical[row]) / top if top else 0.0)
+                for row in set(dense_rank) | set(lexical_rank)
+            }
+        elif self.fusion == "dense":
             fused = dense_score
         elif self.fusion == "lexical":
             fused = {i: float(lexical[i]) for i in lexical_rank} or dense_score
@@ -129,17 +141,16 @@ class Retriever:
         }
         return Retrieval(query, hits, qvec, timings)
 
-    def _sentence_rank(self, qvec: np.ndarray, rows: list[int]) -> list[int]:
-        """Candidate chunks ranked by their best-matching sentence (precise questions)."""
+    def _sentence_best(self, qvec: np.ndarray, rows: list[int]) -> dict[int, float]:
+        """Per candidate chunk, the cosine of its best-matching sentence (precise questions)."""
         if not self.sentence_weight:
-            return []
-        candidates = list(dict.fromkeys(rows))
+            return {}
         best: dict[int, float] = {}
-        for row in candidates:
+        for row in dict.fromkeys(rows):
             members = self.index.chunk_sentences[row]
             if members:
                 best[row] = float((self.index.sentence_vectors[members] @ qvec).max())
-        return sorted(best, key=lambda r: (-best[r], r))
+        return best
 
     def _select(self, order: list[int], scores: dict[int, float], k: int) -> list[Hit]:
         """Walk the fused ranking, skipping passages mostly covered by a better one."""

@@ -66,5 +66,5 @@ class VectorIndex:
         index = faiss.read_index(str(path))
         kind: Kind = "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
         if kind == "hnsw":
-            faiss.downcast_index(index).hnsw.efSearch = HNSW_EF_SEARCH
+            faiss.downcast_index(index).hnsw.efSearch = HNSW_EF_SEARCH  # type: ignore[attr-defined]
         return cls(index, kind)

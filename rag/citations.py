@@ -1,0 +1,72 @@
+"""Citations and the answer object, shared by every answer mode and the HTTP API."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rag.index import SearchIndex
+
+NOT_FOUND_ZH = "文中未提及。"
+NOT_FOUND_EN = "The articles do not say."
+MARKER = re.compile(r"\[(\d{1,3})\]")
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered pointer at exact words: ``documents[doc].text[start:end] == quote``."""
+
+    id: int
+    doc: str
+    title: str
+    quote: str
+    start: int
+    end: int
+
+
+@dataclass
+class Answer:
+    """What every answer mode returns; ``[n]`` markers in ``answer`` match ``citations``."""
+
+    question: str
+    answer: str
+    citations: list[Citation]
+    answerable: bool
+    mode: str
+    route: str | None = None
+    route_reason: str | None = None
+    fallback_reason: str | None = None
+    unsupported: list[str] = field(default_factory=list)
+    faithfulness: float | None = None
+    rewritten_question: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
+        return data
+
+
+def make_citation(index: SearchIndex, number: int, doc: str, start: int, end: int) -> Citation:
+    """Build a citation from offsets, taking the quote from the stored original text."""
+    document = index.documents[doc]
+    return Citation(number, doc, document.title, document.text[start:end], start, end)
+
+
+def not_found(language: str) -> str:
+    return NOT_FOUND_EN if language == "en" else NOT_FOUND_ZH
+
+
+def check_answer(answer: Answer, index: SearchIndex) -> list[str]:
+    """Problems with an answer's citations (empty when markers and quotes are all exact)."""
+    problems = []
+    ids = [c.id for c in answer.citations]
+    markers = {int(m) for m in MARKER.findall(answer.answer)}
+    if set(ids) != markers or len(ids) != len(set(ids)):
+        problems.append(f"markers {sorted(markers)} do not match citations {ids}")
+    for c in answer.citations:
+        doc = index.documents.get(c.doc)
+        if doc is None or doc.text[c.start : c.end] != c.quote:
+            problems.append(f"citation [{c.id}] quote is not the source slice")
+    return problems
