@@ -7,13 +7,17 @@ least half of the quote's characters, the quote being located by its offsets in 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.citations import Answer, Citation
 from rag.errors import InvalidInputError
 from rag.index import StoredDocument
+from rag.question import detect_language
+from rag.tokens import tokenize
 
 
 @dataclass(frozen=True)
@@ -116,3 +120,106 @@ def evaluate_retrieval(
         if q.evidence:
             rows.append((q.type, retrieval_scores(search(q.question, max(k, 10)), q.evidence)))
     return mean_by_type(rows)
+
+
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
+_FULLWIDTH = str.maketrans("０１２３４５６７８９．％", "0123456789.%")
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", "", text.translate(_FULLWIDTH)).lower()
+
+
+def answer_correct(q: Question, answer: Answer) -> bool:
+    """Does the answer state the gold facts? (English questions: judged by cited evidence.)
+
+    Gold numbers must all appear; at least half of the gold answer's content words must
+    appear. For English questions the quoted Chinese evidence is what is judged: the
+    citations must cover every gold evidence quote.
+    """
+    if not q.answerable:
+        return not answer.answerable
+    if not answer.answerable:
+        return False
+    spans = [(c.doc, c.start, c.end) for c in answer.citations]
+    if q.type == "english" or detect_language(q.question) == "en":
+        return all(any(covers(s, e) for s in spans) for e in q.evidence)
+    text = _normalise(answer.answer)
+    gold = _normalise(q.answer)
+    if any(n not in text for n in _DIGITS.findall(gold)):
+        return False
+    terms = [t for t in dict.fromkeys(tokenize(q.answer)) if not t.isdigit()]
+    if not terms:
+        return True
+    return sum(t in text for t in terms) / len(terms) >= 0.5
+
+
+def citation_valid(q: Question, citation: Citation, documents: dict[str, StoredDocument]) -> bool:
+    """The quote is the exact source slice and overlaps a gold evidence quote."""
+    doc = documents.get(citation.doc)
+    if doc is None or doc.text[citation.start : citation.end] != citation.quote:
+        return False
+    return any(
+        e.doc == citation.doc and citation.start < e.end and e.start < citation.end
+        for e in q.evidence
+    )
+
+
+def answer_scores(
+    q: Question, answer: Answer, documents: dict[str, StoredDocument]
+) -> dict[str, float]:
+    """Per-question answer metrics; absent keys do not count toward that metric's mean."""
+    scores: dict[str, float] = {
+        "accuracy": float(answer_correct(q, answer)),
+        "seconds": answer.timings.get("total", 0.0),
+    }
+    if q.answerable:
+        scores["false_abstention"] = float(not answer.answerable)
+        if answer.citations:
+            valid = [citation_valid(q, c, documents) for c in answer.citations]
+            scores["citation_validity"] = sum(valid) / len(valid)
+    else:
+        scores["abstention"] = float(not answer.answerable)
+    return scores
+
+
+def mean_present(rows: Iterable[tuple[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Like :func:`mean_by_type` but each metric averages only where it was measured."""
+    groups: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for qtype, scores in rows:
+        groups["all"].append(scores)
+        groups[qtype].append(scores)
+    report: dict[str, dict[str, float]] = {}
+    for name, items in groups.items():
+        keys = sorted({k for item in items for k in item})
+        report[name] = {}
+        for k in keys:
+            values = [i[k] for i in items if k in i]
+            report[name][k] = round(sum(values) / len(values), 4)
+        report[name]["n"] = len(items)
+    return dict(sorted(report.items(), key=lambda kv: (kv[0] != "all", kv[0])))
+
+
+def evaluate_answers(
+    questions: Sequence[Question],
+    ask: Callable[[str], Answer],
+    documents: dict[str, StoredDocument],
+) -> tuple[dict[str, dict[str, float]], list[dict[str, object]]]:
+    """Answer metrics overall and per type, plus one record per question for inspection."""
+    rows = []
+    records: list[dict[str, object]] = []
+    for q in questions:
+        answer = ask(q.question)
+        scores = answer_scores(q, answer, documents)
+        rows.append((q.type, scores))
+        records.append(
+            {
+                "id": q.id,
+                "type": q.type,
+                "answer": answer.answer,
+                "route": answer.route,
+                "mode": answer.mode,
+                **scores,
+            }
+        )
+    return mean_present(rows), records
