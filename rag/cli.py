@@ -1,4 +1,4 @@
-"""The ``rag`` command: index, search and evaluate (answering and serving join later)."""
+"""The ``rag`` command: index, search, ask, evaluate and serve."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import InvalidInputError, RagError
 from rag.logs import configure_logging
 from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from rag.answer import Answerer
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -108,22 +112,85 @@ def cmd_eval(args: argparse.Namespace) -> int:
     def search(question: str, k: int) -> list[tuple[str, int, int]]:
         return [(h.doc, h.start, h.end) for h in engine.retriever.retrieve(question, k)]
 
-    report = {"retrieval": evaluate_retrieval(questions, search, args.k)}
+    report: dict[str, Any] = {"retrieval": evaluate_retrieval(questions, search, args.k)}
+    if args.answers:
+        from rag.answer import Answerer
+        from rag.evaluation import evaluate_answers
+        from rag.llm import chat_client
+
+        answerer = Answerer(engine, chat_client(engine.settings))
+        modes = args.mode or [answerer.default_mode]
+        for mode in modes:
+            table, records = evaluate_answers(
+                questions, partial(answerer.answer, mode=mode), engine.index.documents
+            )
+            report[f"answers[{mode}]"] = table
+            if args.details:
+                report[f"details[{mode}]"] = records
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
-        _print_table("retrieval", report["retrieval"])
+        for name, table in report.items():
+            if not name.startswith("details"):
+                _print_table(name, table)
     return 0
+
+
+def _answerer(args: argparse.Namespace) -> Answerer:
+    from rag.answer import Answerer
+    from rag.engine import load_engine
+    from rag.llm import chat_client
+
+    settings = _settings(args)
+    return Answerer(load_engine(settings, progress=_progress(args)), chat_client(settings))
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.batch import read_items, run_batch
+
+    if bool(args.question) == bool(args.batch):
+        raise InvalidInputError("give either a QUESTION or --batch FILE.jsonl")
+    answerer = _answerer(args)
+    mode = args.mode or answerer.default_mode
+    if args.question:
+        answer = answerer.answer(args.question, mode)
+        if args.json:
+            print(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
+            return 0
+        print(answer.answer)
+        for c in answer.citations:
+            print(f"  [{c.id}] {c.title} ({c.doc} {c.start}-{c.end}): {c.quote}")
+        extra = [f"mode={answer.mode}"]
+        if answer.route_reason:
+            extra.append(f"route: {answer.route_reason}")
+        if answer.fallback_reason:
+            extra.append(f"fallback: {answer.fallback_reason}")
+        print("  (" + "; ".join(extra) + ")")
+        return 0
+    items, errors = read_items(args.batch)
+    for message in errors:
+        print(message, file=sys.stderr)
+    report = run_batch(
+        items, lambda q: answerer.answer(q, mode), args.out, progress=_progress(args)
+    )
+    for message in report.errors:
+        print(message, file=sys.stderr)
+    print(
+        f"answered {report.answered}, already done {report.skipped}, "
+        f"bad lines {len(errors)}, failed {len(report.errors)}",
+        file=sys.stderr,
+    )
+    return 1 if errors or report.errors else 0
 
 
 def _print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
     metrics = sorted({m for r in rows.values() for m in r if m != "n"})
+    width = max([10, *(len(m) + 2 for m in metrics)])
     print(f"{title}:")
-    print(f"  {'type':<14}{'n':>4}" + "".join(f"{m:>16}" for m in metrics))
+    print(f"  {'type':<14}{'n':>4}" + "".join(f"{m:>{width}}" for m in metrics))
     for name, row in rows.items():
-        print(
-            f"  {name:<14}{int(row['n']):>4}" + "".join(f"{row.get(m, 0):>16.3f}" for m in metrics)
-        )
+        cells = "".join(f"{row[m]:>{width}.3f}" if m in row else f"{'-':>{width}}" for m in metrics)
+        print(f"  {name:<14}{int(row['n']):>4}{cells}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +222,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="questions with evidence, like shared/eval/dev.jsonl")
     p.add_argument("-k", type=int, default=5, help="passages retrieved per question")
     p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("--answers", action="store_true", help="also score answers")
+    p.add_argument(
+        "--mode",
+        action="append",
+        choices=["auto", "extractive", "llm"],
+        help="answer mode to score (repeatable; default: the service default)",
+    )
+    p.add_argument("--details", action="store_true", help="with --json: per-question records")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("ask", help="answer a question with citations")
+    common(p)
+    p.add_argument("question", nargs="?", help="the question")
+    p.add_argument("--batch", type=Path, help="JSONL file of {id, question} lines")
+    p.add_argument("--out", type=Path, help="with --batch: append answers here (resumable)")
+    p.add_argument("--mode", choices=["auto", "extractive", "llm"], help="answer mode")
+    p.add_argument("--json", action="store_true", help="print the answer object as JSON")
+    p.set_defaults(func=cmd_ask)
     return parser
 
 

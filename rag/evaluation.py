@@ -133,8 +133,8 @@ def _normalise(text: str) -> str:
 def answer_correct(q: Question, answer: Answer) -> bool:
     """Does the answer state the gold facts? (English questions: judged by cited evidence.)
 
-    Gold numbers must all appear; at least half of the gold answer's content words must
-    appear. For English questions the quoted Chinese evidence is what is judged: the
+    Gold numbers must all appear (except those the question itself gives and glosses in
+    parentheses); at least half of the gold answer's content words must appear. For English questions the quoted Chinese evidence is what is judged: the
     citations must cover every gold evidence quote.
     """
     if not q.answerable:
@@ -145,8 +145,9 @@ def answer_correct(q: Question, answer: Answer) -> bool:
     if q.type == "english" or detect_language(q.question) == "en":
         return all(any(covers(s, e) for s in spans) for e in q.evidence)
     text = _normalise(answer.answer)
-    gold = _normalise(q.answer)
-    if any(n not in text for n in _DIGITS.findall(gold)):
+    gold = _normalise(re.sub(r"[(（][^)）]*[)）]", "", q.answer))
+    asked = set(_DIGITS.findall(_normalise(q.question)))
+    if any(n not in text for n in _DIGITS.findall(gold) if n not in asked):
         return False
     terms = [t for t in dict.fromkeys(tokenize(q.answer)) if not t.isdigit()]
     if not terms:

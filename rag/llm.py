@@ -10,6 +10,7 @@ import openai
 from rag.errors import LLMError
 from rag.index import SearchIndex
 from rag.retrieval import Hit
+from rag.settings import Settings
 
 # The SDK refuses to run without a key; local servers ignore this placeholder. A configured
 # RAG_LLM_API_KEY replaces it.
@@ -100,3 +101,16 @@ def build_messages(
         {"role": "system", "content": SYSTEM_PROMPT.format(not_found=not_found)},
         {"role": "user", "content": user},
     ]
+
+
+def chat_client(settings: Settings) -> ChatClient | None:
+    """The configured LLM, or None when RAG_LLM_BASE_URL / RAG_LLM_MODEL are not both set."""
+    if not (settings.llm_base_url and settings.llm_model):
+        return None
+    return OpenAIChat(
+        settings.llm_base_url,
+        settings.llm_model,
+        settings.llm_api_key,
+        timeout=settings.llm_timeout,
+        max_tokens=settings.llm_max_tokens,
+    )

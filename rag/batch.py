@@ -1,0 +1,95 @@
+"""Offline batch answering: JSONL in, JSONL out, resumable and tolerant of bad lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from tqdm import tqdm
+
+from rag.citations import Answer
+from rag.errors import InvalidInputError, RagError
+
+
+@dataclass
+class BatchReport:
+    answered: int = 0
+    skipped: int = 0  # already in the output file
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    id: str
+    question: str
+
+
+def read_items(path: Path) -> tuple[list[BatchItem], list[str]]:
+    """Questions from a JSONL file, and one message per unusable line (with its number)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc}") from exc
+    items: list[BatchItem] = []
+    errors: list[str] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+            qid, question = row.get("id"), row.get("question")
+            if qid is None or not isinstance(question, str) or not question.strip():
+                raise ValueError("needs an 'id' and a non-empty 'question'")
+            items.append(BatchItem(str(qid), question))
+        except ValueError as exc:  # JSONDecodeError is a ValueError
+            errors.append(f"{path}:{number}: {exc}")
+    return items, errors
+
+
+def done_ids(path: Path | None) -> set[str]:
+    """Ids already answered in an earlier (possibly interrupted) run."""
+    if path is None or not path.exists():
+        return set()
+    ids = set()
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                ids.add(str(json.loads(line)["id"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash: answer that question again
+    return ids
+
+
+def run_batch(
+    items: list[BatchItem],
+    ask: Callable[[str], Answer],
+    out: Path | None,
+    *,
+    progress: bool = True,
+) -> BatchReport:
+    """Answer every item not yet in ``out``, appending one flushed line per answer."""
+    report = BatchReport()
+    seen = done_ids(out)
+    todo = [i for i in items if i.id not in seen]
+    report.skipped = len(items) - len(todo)
+    sink: IO[str] = out.open("a", encoding="utf-8") if out else sys.stdout
+    try:
+        for item in tqdm(todo, desc="answering", unit="q", disable=not progress):
+            try:
+                answer = ask(item.question)
+            except RagError as exc:
+                report.errors.append(f"id {item.id}: {exc.message}")
+                continue
+            sink.write(json.dumps({"id": item.id, **answer.as_dict()}, ensure_ascii=False) + "\n")
+            sink.flush()
+            report.answered += 1
+    finally:
+        if out:
+            sink.close()
+    return report
