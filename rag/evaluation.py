@@ -133,9 +133,10 @@ def _normalise(text: str) -> str:
 def answer_correct(q: Question, answer: Answer) -> bool:
     """Does the answer state the gold facts? (English questions: judged by cited evidence.)
 
-    Gold numbers must all appear (except those the question itself gives and glosses in
-    parentheses); at least half of the gold answer's content words must appear. For English questions the quoted Chinese evidence is what is judged: the
-    citations must cover every gold evidence quote.
+    Gold numbers must all appear, except those the question itself gives and glosses in
+    parentheses; at least half of the gold answer's content words must appear. For English
+    questions the quoted Chinese evidence is judged: the citations must cover every gold
+    evidence quote.
     """
     if not q.answerable:
         return not answer.answerable
