@@ -183,6 +183,35 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 1 if errors or report.errors else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    # Workers are separate processes that read settings from the environment.
+    for name in ("corpus_dir", "index_dir", "embedder"):
+        value = getattr(args, name, None)
+        if value is not None:
+            os.environ[f"RAG_{name.upper()}"] = str(value)
+    settings = _settings(args)
+    if args.workers > 1:
+        # Build (or check) the index once here, so workers only load it.
+        from rag.engine import load_engine
+
+        load_engine(settings, progress=_progress(args))
+    uvicorn.run(
+        "rag.api.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
 def _print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
     metrics = sorted({m for r in rows.values() for m in r if m != "n"})
     width = max([10, *(len(m) + 2 for m in metrics)])
@@ -240,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["auto", "extractive", "llm"], help="answer mode")
     p.add_argument("--json", action="store_true", help="print the answer object as JSON")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("serve", help="serve the HTTP API and web page")
+    common(p)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

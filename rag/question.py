@@ -140,7 +140,7 @@ def _expectation(lowered: str) -> Expectation:
 
 def _parts(text: str, years: tuple[str, ...], multi: bool) -> int:
     """How many separate facts the question asks for (1 to 3)."""
-    clauses = [c for c in re.split(r"[??;;]", text) if len(c.strip()) > 4]
+    clauses = [c for c in re.split("[?\uff1f;\uff1b]", text) if len(c.strip()) > 4]
     count = max(1, len(clauses))
     if len(set(years)) > 1:
         count = max(count, len(set(years)))

@@ -137,7 +137,7 @@ class Retriever:
             "dense": t2 - t1,
             "lexical": t3 - t2,
             "fuse": t4 - t3,
-            "total": t4 - t0,
+            "retrieve": t4 - t0,
         }
         return Retrieval(query, hits, qvec, timings)
 

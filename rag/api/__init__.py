@@ -1,0 +1,1 @@
+"""The HTTP API: an OpenAI-compatible chat endpoint plus plain JSON endpoints."""

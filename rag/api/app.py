@@ -1,0 +1,76 @@
+"""The FastAPI application factory: wiring only; the work lives in plain modules."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from rag import __version__
+from rag.api.errors import install_error_handlers
+from rag.api.metrics import Metrics
+from rag.api.middleware import GuardMiddleware
+from rag.api.routes import api, openai, ops
+from rag.llm import ChatClient
+from rag.service import Service
+from rag.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, llm: ChatClient | None = None) -> FastAPI:
+    """Build the app; the index loads in the lifespan (``/readyz`` says when it is done)."""
+    settings = settings or get_settings()
+    service = Service(settings, llm)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("loading index", extra={"index_dir": str(settings.index_dir)})
+        await asyncio.to_thread(service.load)
+        service.start_watching()
+        log.info("ready", extra={"chunks": len(service.answerer.engine.index.chunks)})
+        yield
+        service.stop()
+
+    app = FastAPI(
+        title="qianwen-rag",
+        version=__version__,
+        summary="Cited answers from Chinese articles about Alibaba Cloud and Qwen",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(ops.router)
+    app.include_router(api.router)
+    app.include_router(openai.router)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(
+        GuardMiddleware,
+        api_keys=settings.api_key_list,
+        max_body=settings.max_body_bytes,
+        metrics=metrics,
+    )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Entry point for ``uvicorn --factory rag.api.app:app_from_env``."""
+    from rag.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

@@ -1,0 +1,50 @@
+"""Dependencies: routes get the service, answerer and settings through these."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from rag.answer import Answerer
+from rag.api.metrics import Metrics
+from rag.errors import InvalidInputError
+from rag.service import Service
+from rag.settings import Settings
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def get_answerer(service: Annotated[Service, Depends(get_service)]) -> Answerer:
+    return service.answerer  # raises IndexMissingError (503) while loading
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+AnswererDep = Annotated[Answerer, Depends(get_answerer)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def check_question(text: str, settings: Settings, what: str = "question") -> str:
+    """Reject empty and over-long questions with a clear message."""
+    text = text.strip()
+    if not text:
+        raise InvalidInputError(f"the {what} is empty")
+    if len(text) > settings.max_question_chars:
+        raise InvalidInputError(
+            f"the {what} is {len(text)} characters; the limit is {settings.max_question_chars}"
+        )
+    return text

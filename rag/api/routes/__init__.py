@@ -1,0 +1,1 @@
+"""Thin route modules: parse the request, call plain functions, shape the response."""

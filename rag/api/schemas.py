@@ -1,0 +1,112 @@
+"""Request and response shapes. Chat follows the OpenAI Chat Completions API exactly."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ModeField = Literal["auto", "extractive", "llm"]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "tool", "developer", "function"]
+    # OpenAI also allows a list of content parts; we read their text.
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        if isinstance(self.content, list):
+            return "".join(str(p.get("text", "")) for p in self.content if isinstance(p, dict))
+        return ""
+
+
+class ChatRequest(BaseModel):
+    """The fields we use; other OpenAI fields (temperature, n, ...) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    mode: ModeField | None = Field(None, description="answer mode (our extension)")
+    top_k: int | None = Field(None, ge=1, le=20, description="passages to use (our extension)")
+
+
+class CitationOut(BaseModel):
+    id: int
+    doc: str
+    title: str
+    quote: str
+    start: int
+    end: int
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str
+    mode: ModeField | None = None
+    top_k: int | None = Field(None, ge=1, le=20)
+
+
+class AnswerOut(BaseModel):
+    question: str
+    answer: str
+    citations: list[CitationOut]
+    answerable: bool
+    mode: str
+    route: str | None = None
+    route_reason: str | None = None
+    fallback_reason: str | None = None
+    unsupported: list[str] = []
+    faithfulness: float | None = None
+    rewritten_question: str | None = None
+    timings: dict[str, float] = {}
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str
+    top_k: int = Field(5, ge=1, le=50)
+
+
+class HitOut(BaseModel):
+    doc: str
+    title: str
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+class SearchOut(BaseModel):
+    query: str
+    hits: list[HitOut]
+
+
+class DocumentSummary(BaseModel):
+    id: str
+    title: str
+    date: str | None
+    chunks: int
+
+
+class DocumentOut(DocumentSummary):
+    text: str
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "qianwen-rag"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,73 @@
+"""Turn a follow-up ("那2024年呢?") into a standalone question before retrieval.
+
+Without an LLM this is a rule: a short follow-up that leans on the previous question
+(a demonstrative, a trailing 呢, "what about") borrows that question, with the follow-up's
+years, numbers and names put in place of the old ones. With an LLM, the model rewrites it,
+and the rule is the fallback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rag.errors import LLMError
+from rag.llm import ChatClient
+from rag.question import detect_language
+
+_YEAR = re.compile(r"(?:19|20)\d{2}\s*年?")
+MAX_FOLLOW_UP = 20
+QUESTION_END = "[?\uff1f]*$"
+QUESTION_MARK = {"en": "?", "zh": "\uff1f"}
+
+REWRITE_PROMPT = (
+    "Rewrite the user's last question so that it can be understood without the conversation. "
+    "Keep its language. Reply with the rewritten question only."
+)
+
+
+def needs_context(question: str) -> bool:
+    """A short question that refers back ("那2024年呢?", "what about Qwen?")."""
+    q = question.strip()
+    if len(q) > MAX_FOLLOW_UP * (3 if detect_language(q) == "en" else 1):
+        return False
+    starts = re.match(r"^(那|那么|它|他|她|他们|其|还有|另外|and\b|what about|how about)", q, re.I)
+    return bool(starts) or re.sub(QUESTION_END, "", q).endswith("呢")
+
+
+def rule_rewrite(previous: str, follow_up: str) -> str:
+    """Put the follow-up's years into the previous question, or join the two."""
+    new_years = _YEAR.findall(follow_up)
+    old_years = _YEAR.findall(previous)
+    if new_years and old_years:
+        rewritten = previous
+        for old, new in zip(old_years, new_years, strict=False):
+            rewritten = rewritten.replace(old.strip(), new.strip(), 1)
+        return rewritten
+    core = re.sub(
+        r"^(那么?|还有|另外|and|what about|how about)\s*", "", follow_up.strip(), flags=re.I
+    )
+    core = re.sub(r"[呢吗]?" + QUESTION_END, "", core)
+    base = re.sub(QUESTION_END, "", previous.strip())
+    return f"{base} {core}".strip() + QUESTION_MARK[detect_language(previous)]
+
+
+def standalone_question(
+    history: Sequence[str], question: str, llm: ChatClient | None = None
+) -> tuple[str, str | None]:
+    """The question to retrieve with, and the rewrite (None when the question stands alone)."""
+    if not history or not needs_context(question):
+        return question, None
+    previous = history[-1]
+    if llm is not None:
+        messages = [{"role": "system", "content": REWRITE_PROMPT}]
+        messages += [{"role": "user", "content": h} for h in history[-3:]]
+        messages.append({"role": "user", "content": question})
+        try:
+            rewritten = llm.complete(messages).strip().splitlines()[0].strip()
+            if 0 < len(rewritten) <= 4 * max(len(question), len(previous)):
+                return rewritten, rewritten
+        except (LLMError, IndexError):
+            pass
+    rewritten = rule_rewrite(previous, question)
+    return rewritten, rewritten
