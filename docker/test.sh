@@ -45,6 +45,53 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 has_image() { buildah inspect --type image "$1" >/dev/null 2>&1; }
 show_log() { printf -- '--- last lines of %s\n' "$1"; tail -n "${2:-40}" "$1" || true; }
 
+# Pids of the processes listening on TCP port $1 (host networking shares /proc/net/tcp).
+listeners() {
+    python3 - "$1" <<'PY'
+import os, sys
+from pathlib import Path
+
+port = int(sys.argv[1])
+inodes = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for line in Path(table).read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(f"socket:[{fields[9]}]")
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if inodes & {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}:
+            print(pid)
+    except OSError:
+        continue
+PY
+}
+
+# Stops the server as `docker stop` would: SIGTERM to the server process, then waits.
+stop_server() {
+    local start pids status=0
+    pids=$(listeners "$PORT")
+    [[ -n $pids ]] || { fail "no process listens on $PORT at the end"; return; }
+    start=$(now)
+    # shellcheck disable=SC2086  # one pid per word
+    kill -TERM $pids
+    for _ in $(seq 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        fail "the server did not stop within 15 s of SIGTERM"
+        return
+    fi
+    wait "$SERVER_PID" || status=$?
+    SERVER_PID=""
+    TIMINGS+=("SIGTERM -> stopped: $(since "$start")s")
+    # uvicorn shuts down gracefully, then re-raises SIGTERM: buildah reports that death by
+    # signal as "exited on terminated" (status 143 under Docker).
+    if ((status == 0)) || grep -q 'exited on terminated' "$WORK/serve.log"; then
+        pass "the server stops on SIGTERM"
+    else
+        fail "the server exited with $status on SIGTERM"
+    fi
+}
+
 cleanup() {
     local status=$?
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -149,7 +196,8 @@ port_busy() {
     python3 -c 'import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$1"
 }
 
-# Starts the image's own ENTRYPOINT + CMD, as the image's USER with its ENV and WORKDIR.
+# Starts the image's own ENTRYPOINT + CMD, as the image's USER with its ENV and WORKDIR;
+# arguments are extra `buildah run` options (--env, --volume), as `docker run` would get.
 start_server() {
     local -a cmd
     mapfile -d '' -t cmd < <(buildah inspect --type image "$IMAGE" | python3 -c '
@@ -171,22 +219,24 @@ sys.stdout.write("".join(a + "\0" for a in (config.get("Entrypoint") or []) + (c
         done
         PORT=$moved
     fi
-    buildah from --name "$CONTAINER" "$IMAGE" >/dev/null
-    log "starting: ${cmd[*]}"
+    buildah inspect --type container "$CONTAINER" >/dev/null 2>&1 \
+        || buildah from --name "$CONTAINER" "$IMAGE" >/dev/null
+    log "starting: ${cmd[*]}${*:+ (with $*)}"
     START=$(now)
-    setsid buildah run --isolation chroot --network host "$CONTAINER" -- "${cmd[@]}" \
+    setsid buildah run --isolation chroot --network host "$@" "$CONTAINER" -- "${cmd[@]}" \
         >"$WORK/serve.log" 2>&1 </dev/null &
     SERVER_PID=$!
 }
 
-# Waits for /healthz, asks a question and checks the citations against the article files,
-# and reports the uid of the process listening on the port.
-check_server() {
-    python3 - "$PORT" "$SERVER_PID" "$READY_TIMEOUT" "$ROOT/rag/data/corpus" "$START" <<'PY'
+# Waits for /healthz and /readyz, asks a question and checks every citation against the
+# article files. Arguments: the host folder holding the served articles, the question, a label for timings.
+ask_server() {
+    python3 - "$PORT" "$SERVER_PID" "$READY_TIMEOUT" "$START" "$@" <<'PY'
 import json, os, re, sys, time, urllib.error, urllib.request
 from pathlib import Path
 
-port, server_pid, timeout, corpus, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4]), float(sys.argv[5])
+port, server_pid, timeout, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+corpus, question, label = Path(sys.argv[5]), sys.argv[6], sys.argv[7]
 base = f"http://127.0.0.1:{port}"
 failed = 0
 
@@ -224,14 +274,13 @@ while get("/healthz") != 200:
         report(False, f"/healthz did not answer 200 within {timeout:.0f}s")
         sys.exit(1)
     time.sleep(0.25)
-print(f"timing: container start -> /healthz 200: {time.time() - start:.1f}s", flush=True)
-report(True, "/healthz answers 200")
+print(f"timing: {label}: container start -> /healthz 200: {time.time() - start:.1f}s", flush=True)
+report(True, f"{label}: /healthz answers 200")
 while (status := get("/readyz")) != 200 and time.time() < deadline:
     time.sleep(0.25)
-print(f"timing: container start -> /readyz {status}: {time.time() - start:.1f}s", flush=True)
-report(status == 200, f"/readyz answers {status}")
+print(f"timing: {label}: container start -> /readyz {status}: {time.time() - start:.1f}s", flush=True)
+report(status == 200, f"{label}: /readyz answers {status}")
 
-question = "2022年阿里云在中国云市场的份额是多少？"
 body = json.dumps({"model": "qianwen-rag", "messages": [{"role": "user", "content": question}]})
 request = urllib.request.Request(
     base + "/v1/chat/completions", body.encode(), {"Content-Type": "application/json"}
@@ -243,11 +292,11 @@ try:
 except urllib.error.HTTPError as err:
     report(False, f"/v1/chat/completions answered {err.code}: {err.read()[:500]!r}")
     sys.exit(1)
-print(f"timing: one answer: {time.time() - asked:.2f}s", flush=True)
+print(f"timing: {label}: one answer: {time.time() - asked:.2f}s", flush=True)
 content = answer["choices"][0]["message"]["content"]
 citations = answer.get("citations") or []
 print(f"     Q: {question}\n     A: {content[:300]}", flush=True)
-report(bool(re.search(r"\[\d+\]", content)), "the answer carries [n] markers")
+report(bool(re.search(r"\[\d+\]", content)), f"{label}: the answer carries [n] markers")
 verbatim = 0
 for cite in citations:
     path = corpus / cite["doc"]
@@ -261,29 +310,37 @@ for cite in citations:
         print(f"     note: {cite['doc']}[{cite['start']}:{cite['end']}] is not the quote")
 report(
     bool(citations) and verbatim == len(citations),
-    f"{verbatim} of {len(citations)} citation quotes are verbatim in rag/data/corpus/<doc>",
+    f"{label}: {verbatim} of {len(citations)} citation quotes are verbatim in {corpus.name}/<doc>",
 )
 
-# The uid of whoever listens on the port (host networking shares /proc/net/tcp).
-inodes = set()
-for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-    for line in Path(table).read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == int(port):
-            inodes.add(fields[9])
-uids = {}
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
-        if {f"socket:[{i}]" for i in inodes} & links:
-            status_lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-            uid = next(s for s in status_lines if s.startswith("Uid:")).split()[1]
-            uids[pid] = int(uid)
-    except (OSError, StopIteration):
-        continue
-report(bool(uids) and all(uids.values()), f"the listening process runs as non-root: {uids}")
 sys.exit(1 if failed else 0)
 PY
+}
+
+check_server() {
+    ask_server "$@" | tee "$WORK/check.out" || true
+    PASSED=$((PASSED + $(grep -c '^ok ' "$WORK/check.out" || true)))
+    FAILED=$((FAILED + $(grep -c '^FAIL ' "$WORK/check.out" || true)))
+    mapfile -t -O "${#TIMINGS[@]}" TIMINGS < <(sed -n 's/^timing: //p' "$WORK/check.out")
+    grep -q '/healthz answers 200' "$WORK/check.out" || exit 1
+}
+
+# The uid and memory of whoever listens on the port.
+check_process() {
+    local pid uid rss found=0 root=0
+    for pid in $(listeners "$PORT"); do
+        uid=$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status")
+        rss=$(awk '/^VmHWM:/ { printf "%.0f MB", $2 / 1024 }' "/proc/$pid/status")
+        printf '     pid %s: uid %s, peak resident memory %s\n' "$pid" "$uid" "$rss"
+        TIMINGS+=("$1: server peak resident memory: $rss")
+        found=$((found + 1))
+        ((uid != 0)) || root=$((root + 1))
+    done
+    if ((found && !root)); then
+        pass "$1: the listening process runs as non-root"
+    else
+        fail "$1: the server runs as root (or was not found)"
+    fi
 }
 
 check_healthcheck_command() {
@@ -305,13 +362,31 @@ sys.stdout.write("".join(a + "\0" for a in (test[1:] if test[0] == "CMD" else ["
     fi
 }
 
+# The host's CA bundle is mounted for the build only: certificates that the host trusts beyond
+# the base image's own (a TLS-inspecting proxy's, here) must not be in the image.
 check_no_ca_copy() {
-    # The CA bundle was mounted for the build only; the stand-in base has none of its own.
-    [[ $BASE_IMAGE == "$STANDIN" ]] || return 0
-    if buildah run --isolation chroot "$CONTAINER" -- test -e /etc/ssl/certs/ca-certificates.crt; then
-        fail "the host CA bundle ended up in the image"
+    local host=/etc/ssl/certs/ca-certificates.crt base
+    [[ -f $host ]] || return 0
+    base=$(buildah from "$BASE_IMAGE")
+    buildah run --isolation chroot "$base" -- cat "$host" >"$WORK/base-ca.crt" 2>/dev/null || true
+    buildah rm "$base" >/dev/null
+    buildah run --isolation chroot "$CONTAINER" -- cat "$host" >"$WORK/image-ca.crt" 2>/dev/null || true
+    if python3 - "$host" "$WORK/base-ca.crt" "$WORK/image-ca.crt" <<'PY'; then
+import re, sys
+from pathlib import Path
+
+def certs(path):
+    text = Path(path).read_text(errors="replace")
+    return set(re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", text, re.S))
+
+host, base, image = (certs(p) for p in sys.argv[1:])
+extra = host - base
+print(f"     the host trusts {len(extra)} certificate(s) beyond the base image's bundle")
+sys.exit(1 if extra & image else 0)
+PY
+        pass "no host-only CA certificate in the image"
     else
-        pass "no CA bundle copied into the image"
+        fail "the host CA bundle ended up in the image"
     fi
 }
 
@@ -328,22 +403,49 @@ check_compose() {
         compose=("$CACHE/compose/bin/docker-compose")
     fi
     for profile in "" qwen qwen-cpu; do
-        if json=$("${compose[@]}" -f "$ROOT/docker/compose.yaml" ${profile:+--profile "$profile"} \
+        if json=$(COMPOSE_PROFILES=$profile "${compose[@]}" -f "$ROOT/docker/compose.yaml" \
             config --format json 2>"$WORK/compose.log"); then
             echo "$json" | python3 -c '
 import json, sys
 services = json.load(sys.stdin)["services"]
 env = services["rag"]["environment"]
 want = sys.argv[1]
-assert (want == "") == ("qwen" not in services and "qwen-cpu" not in services), sorted(services)
-print("     services:", ", ".join(sorted(services)), "| RAG_LLM_BASE_URL =", env.get("RAG_LLM_BASE_URL"))
-' "$profile" && pass "compose.yaml is valid${profile:+ with --profile $profile}" \
-                || fail "compose.yaml${profile:+ with --profile $profile} has the wrong services"
+url = env.get("RAG_LLM_BASE_URL") or ""
+print("     services:", ", ".join(sorted(services)), "| RAG_LLM_BASE_URL =", repr(url))
+assert sorted(services) == sorted({"rag", want} - {""}), sorted(services)
+assert url == ("http://qwen:8000/v1" if want else ""), url
+names = {want, *(((services.get(want) or {}).get("networks") or {}).get("default") or {}).get("aliases", [])}
+assert not want or "qwen" in names, names
+' "$profile" && pass "compose.yaml is valid${profile:+ with COMPOSE_PROFILES=$profile}, rag wired to it" \
+                || fail "compose.yaml${profile:+ with COMPOSE_PROFILES=$profile} has the wrong services or wiring"
         else
             show_log "$WORK/compose.log"
-            fail "compose.yaml does not parse${profile:+ with --profile $profile}"
+            fail "compose.yaml does not parse${profile:+ with COMPOSE_PROFILES=$profile}"
         fi
     done
+}
+
+# A user's own articles, mounted read-only, with the index on a bind-mounted folder owned by
+# the image's uid (as docker/README.md tells): the server rebuilds the index at start-up.
+check_own_articles() {
+    local article=001_bc9c23b05ece68e4.txt uid own=$WORK/own
+    if [[ ! -f $ROOT/rag/data/corpus/$article ]]; then
+        log "skipping the own-articles run: rag/data/corpus/$article is gone"
+        return
+    fi
+    uid=$(buildah run --isolation chroot "$CONTAINER" -- id -u)
+    ((uid != 0)) && pass "the image's user has uid $uid" || fail "the image's user is root"
+    mkdir -p "$own/articles" "$own/index"
+    cp "$ROOT/rag/data/corpus/$article" "$own/articles/"
+    chown "$uid:$uid" "$own/index"
+    start_server --env RAG_CORPUS_DIR=/data/articles --env RAG_INDEX_DIR=/data/index \
+        --volume "$own/articles:/data/articles:ro" --volume "$own/index:/data/index"
+    check_server "$own/articles" "上半年微软、Alphabet、亚马逊和Meta的资本支出总额是多少？" "own articles"
+    check_process "own articles (index rebuilt at start-up)"
+    [[ -f $own/index/current/manifest.json && $(stat -c %u "$own/index/current/manifest.json") == "$uid" ]] \
+        && pass "own articles: the index was rebuilt into the mounted folder as uid $uid" \
+        || fail "own articles: no index of uid $uid in the mounted folder"
+    stop_server
 }
 
 [[ $(id -u) == 0 ]] || die "run as root (buildah with chroot isolation and root storage)"
@@ -352,12 +454,11 @@ build_standin
 build_image
 check_config
 start_server
-check_server | tee "$WORK/check.out" || true
-PASSED=$((PASSED + $(grep -c '^ok ' "$WORK/check.out" || true)))
-FAILED=$((FAILED + $(grep -c '^FAIL ' "$WORK/check.out" || true)))
-mapfile -t -O "${#TIMINGS[@]}" TIMINGS < <(sed -n 's/^timing: //p' "$WORK/check.out")
-grep -q '^ok   /healthz' "$WORK/check.out" || exit 1
+check_server "$ROOT/rag/data/corpus" "2022年阿里云在中国云市场的份额是多少？" "bundled articles"
+check_process "bundled articles"
 check_healthcheck_command
 check_no_ca_copy
+stop_server
+check_own_articles
 check_compose
 ((FAILED == 0))
