@@ -25,6 +25,7 @@ DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 READY_TIMEOUT=${READY_TIMEOUT:-180}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/qianwen-rag-docker
 
+BEGIN=$(date +%s.%N)
 WORK=$(mktemp -d /tmp/qianwen-rag-docker.XXXXXX)
 CONTAINER="qianwen-rag-test-$$"
 SERVER_PID=""
@@ -102,7 +103,8 @@ cleanup() {
     buildah rm "$CONTAINER" >/dev/null 2>&1 || true
     if ((status != 0)) && [[ -f $WORK/serve.log ]]; then show_log "$WORK/serve.log"; fi
     rm -rf "$WORK"
-    if ((${#TIMINGS[@]})); then printf 'timing: %s\n' "${TIMINGS[@]}"; fi
+    TIMINGS+=("docker/test.sh in all: $(since "$BEGIN")s")
+    printf 'timing: %s\n' "${TIMINGS[@]}"
     if ((status != 0 && FAILED == 0)); then FAILED=1; fi
     printf 'docker: %d passed, %d failed\n' "$PASSED" "$FAILED"
 }
@@ -114,10 +116,13 @@ install_tools() {
     command -v podman >/dev/null || missing+=(podman)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     if ((${#missing[@]})); then
+        local start
+        start=$(now)
         log "installing ${missing[*]} from Debian"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             "${missing[@]}" >"$WORK/apt.log" 2>&1 || { show_log "$WORK/apt.log"; die "apt-get install"; }
+        TIMINGS+=("installing ${missing[*]}: $(since "$start")s")
     fi
 }
 
