@@ -10,6 +10,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from rag.errors import InvalidInputError, RagError
 from rag.logs import configure_logging
 from rag.settings import Settings
@@ -292,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rag: interrupted", file=sys.stderr)
         return 130
-    except ValueError as exc:  # pydantic validation of RAG_* settings
-        print(f"rag: invalid configuration: {exc}", file=sys.stderr)
+    except ValidationError as exc:  # RAG_* settings or options that fail validation
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"rag: error: invalid configuration: {problems}", file=sys.stderr)
         return 2

@@ -89,7 +89,11 @@ class SentenceTransformerEmbedder:
             raise EmbedderError(
                 f"cannot load sentence-transformers {where} {name_or_path!r}: {exc}".splitlines()[0]
             ) from exc
-        dim = self._model.get_sentence_embedding_dimension()
+        size = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
+        dim = size()
         if not dim:
             raise EmbedderError(f"model {name_or_path!r} does not report an embedding size")
         self.dim = int(dim)
