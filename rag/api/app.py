@@ -14,7 +14,7 @@ from rag import __version__
 from rag.api.errors import install_error_handlers
 from rag.api.metrics import Metrics
 from rag.api.middleware import GuardMiddleware
-from rag.api.routes import api, openai, ops
+from rag.api.routes import api, openai, ops, web
 from rag.llm import ChatClient
 from rag.service import Service
 from rag.settings import Settings, get_settings
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, llm: ChatClient | None = None) 
     app.include_router(ops.router)
     app.include_router(api.router)
     app.include_router(openai.router)
+    app.include_router(web.router)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

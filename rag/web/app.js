@@ -1,0 +1,651 @@
+// @ts-check
+/**
+ * The page's behaviour: ask through /v1/chat/completions (streamed), show the answer with
+ * linked [n] markers and its sources, open a source with the quote highlighted.
+ *
+ * No framework and no build step. Text from the server or the articles reaches the page only
+ * as text nodes (Node.append / textContent), never as HTML.
+ */
+"use strict";
+
+/**
+ * @typedef {{id: number, doc: string, title: string, quote: string, start: number, end: number}} Citation
+ * @typedef {{answerable: boolean, mode: string, route?: string|null, fallback_reason?: string|null,
+ *            rewritten_question?: string|null, timings?: Record<string, number>}} RagInfo
+ * @typedef {{id: string, title: string, date: string|null, text: string}} Doc
+ * @typedef {{question: string, answer: string, citations: Citation[], done: boolean,
+ *            failed: boolean, view: TurnView}} Turn
+ */
+
+const MODEL = "qianwen-rag";
+const KEY_STORE = "qianwen-rag.api-key";
+const MARKER = /\[(\d{1,3})\]/g;
+/** @type {Record<string, string>} */
+const MODE_LABELS = { auto: "自动", extractive: "摘录原文", llm: "大模型生成" };
+
+/** @param {string} id */
+const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+const conversationEl = byId("conversation");
+const intro = byId("intro");
+const form = /** @type {HTMLFormElement} */ (byId("ask-form"));
+const input = /** @type {HTMLTextAreaElement} */ (byId("question"));
+const send = /** @type {HTMLButtonElement} */ (byId("send"));
+const modeSelect = /** @type {HTMLSelectElement|null} */ (document.getElementById("mode"));
+const reader = /** @type {HTMLDialogElement} */ (byId("reader"));
+const keyDialog = /** @type {HTMLDialogElement} */ (byId("key-dialog"));
+const keyInput = /** @type {HTMLInputElement} */ (byId("key-input"));
+const keyError = byId("key-error");
+const needsKey = document.body.dataset.keys === "on";
+
+const state = {
+  /** @type {Turn[]} */ turns: [],
+  busy: false,
+  /** @type {AbortController|null} */ controller: null,
+  /** @type {Map<string, Promise<Doc>>} */ docs: new Map(),
+  readerToken: 0,
+};
+
+/**
+ * Create an element. Children are nodes or strings; strings become text, never markup.
+ * @param {string} tag
+ * @param {Record<string, string>} [attrs]
+ * @param {...(Node|string)} children
+ */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
+
+// --- API key (kept in this tab's sessionStorage only) ----------------------------------------
+
+let memoryKey = ""; // used when sessionStorage is unavailable (some private modes)
+/** @type {((ok: boolean) => void)[]} */
+let keyWaiters = [];
+
+function storedKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORE) || "";
+  } catch {
+    return memoryKey;
+  }
+}
+
+/** @param {string} key an empty key forgets it */
+function storeKey(key) {
+  memoryKey = key;
+  try {
+    if (key) sessionStorage.setItem(KEY_STORE, key);
+    else sessionStorage.removeItem(KEY_STORE);
+  } catch {
+    /* memoryKey holds it */
+  }
+}
+
+/** @param {Record<string, string>} [extra] */
+function headers(extra = {}) {
+  const key = storedKey();
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+/** @param {string} message */
+function showKeyError(message) {
+  keyError.textContent = message;
+  keyError.hidden = !message;
+}
+
+/**
+ * Open the key dialog; resolves true once a working key is stored, false if dismissed.
+ * @param {string} [message]
+ * @returns {Promise<boolean>}
+ */
+function askForKey(message = "") {
+  return new Promise((resolve) => {
+    keyWaiters.push(resolve);
+    showKeyError(message);
+    if (!keyDialog.open) keyDialog.showModal();
+    keyInput.focus();
+  });
+}
+
+/** @param {boolean} ok */
+function settleKeyWaiters(ok) {
+  const waiters = keyWaiters;
+  keyWaiters = [];
+  for (const resolve of waiters) resolve(ok);
+}
+
+byId("key-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const key = keyInput.value.trim();
+  if (!key) return;
+  showKeyError("正在验证…");
+  let res;
+  try {
+    res = await fetch("/v1/models", { headers: { Authorization: `Bearer ${key}` } });
+  } catch {
+    showKeyError("无法连接服务器，请稍后再试。");
+    return;
+  }
+  if (res.status === 401) {
+    showKeyError("密钥无效，请检查后重试。");
+    return;
+  }
+  storeKey(key);
+  keyInput.value = "";
+  showKeyError("");
+  keyDialog.close();
+});
+
+keyDialog.addEventListener("close", () => settleKeyWaiters(Boolean(storedKey())));
+
+byId("key-forget").addEventListener("click", () => {
+  storeKey("");
+  keyInput.value = "";
+  showKeyError("密钥已从本标签页清除。");
+});
+
+// --- answers ------------------------------------------------------------------------------
+
+/**
+ * The answer text as nodes, with [n] markers as links once the citations are known.
+ * @param {string} text
+ * @param {string} turnId
+ * @param {Citation[]|null} citations null while the answer is still streaming
+ */
+function answerNodes(text, turnId, citations) {
+  const known = new Set((citations || []).map((c) => c.id));
+  /** @type {(Node|string)[]} */
+  const nodes = [];
+  let last = 0;
+  for (const match of text.matchAll(MARKER)) {
+    const at = match.index ?? 0;
+    const n = Number(match[1]);
+    nodes.push(text.slice(last, at));
+    if (known.has(n)) {
+      const attrs = { class: "cite", href: `#${turnId}-src-${n}`, "data-turn": turnId };
+      nodes.push(el("a", { ...attrs, "data-cite": String(n), title: "打开原文" }, match[0]));
+    } else {
+      nodes.push(citations ? match[0] : el("span", { class: "cite" }, match[0]));
+    }
+    last = at + match[0].length;
+  }
+  nodes.push(text.slice(last));
+  return nodes;
+}
+
+/**
+ * The list of sources under an answer: title (opens the article), date, quote.
+ * @param {string} turnId
+ * @param {Citation[]} citations
+ */
+function sourcesList(turnId, citations) {
+  const items = citations.map((c) => {
+    const date = el("span", { class: "date" });
+    getDocument(c.doc).then(
+      (doc) => {
+        date.textContent = doc.date || "";
+      },
+      () => {}, // the date is optional; opening the source reports errors
+    );
+    const title = el(
+      "button",
+      { type: "button", class: "source-title", "data-turn": turnId, "data-cite": String(c.id) },
+      c.title,
+    );
+    return el(
+      "li",
+      { id: `${turnId}-src-${c.id}` },
+      el("span", { class: "num" }, String(c.id)),
+      el(
+        "div",
+        {},
+        el("p", { class: "source-head" }, title, date),
+        el("blockquote", { class: "quote" }, c.quote),
+      ),
+    );
+  });
+  return el(
+    "section",
+    { class: "sources", "aria-label": "来源" },
+    el("h2", {}, "来源"),
+    el("ol", {}, ...items),
+  );
+}
+
+/** @param {RagInfo} rag */
+function metaLine(rag) {
+  const label = MODE_LABELS[rag.mode] || rag.mode;
+  const parts = [rag.route ? `自动选择：${label}` : label];
+  if (rag.fallback_reason) parts.push("大模型不可用，已改为摘录原文");
+  const total = rag.timings?.total;
+  if (typeof total === "number") parts.push(`用时 ${total.toFixed(2)} 秒`);
+  return parts.join(" · ");
+}
+
+/** One question and its reply on the page. */
+class TurnView {
+  /**
+   * @param {string} id
+   * @param {string} question
+   */
+  constructor(id, question) {
+    this.id = id;
+    this.answerEl = el("div", { class: "answer" });
+    this.reply = el("div", { class: "reply", "aria-live": "polite" });
+    this.root = el(
+      "article",
+      { class: "turn", id },
+      el("div", { class: "question" }, el("p", {}, question)),
+      this.reply,
+    );
+  }
+
+  thinking() {
+    this.answerEl.replaceChildren();
+    this.reply.className = "reply is-thinking";
+    this.reply.replaceChildren(this.answerEl, el("p", { class: "status" }, "正在查找相关文章"));
+  }
+
+  /** @param {string} text the answer so far */
+  streaming(text) {
+    if (!this.reply.classList.contains("is-streaming")) {
+      this.reply.className = "reply is-streaming";
+      this.reply.replaceChildren(this.answerEl);
+    }
+    this.answerEl.replaceChildren(...answerNodes(text, this.id, null));
+  }
+
+  /**
+   * @param {string} text
+   * @param {Citation[]} citations
+   * @param {RagInfo} rag
+   */
+  done(text, citations, rag) {
+    /** @type {Node[]} */
+    const parts = [];
+    if (rag.rewritten_question) {
+      parts.push(el("p", { class: "rewrite" }, `按“${rag.rewritten_question}”理解`));
+    }
+    this.answerEl.replaceChildren(...answerNodes(text, this.id, citations));
+    parts.push(this.answerEl);
+    if (!rag.answerable) {
+      parts.push(el("p", { class: "notice" }, "收录的文章里没有找到能回答这个问题的内容。"));
+    }
+    if (citations.length) parts.push(sourcesList(this.id, citations));
+    parts.push(el("p", { class: "meta" }, metaLine(rag)));
+    this.reply.className = rag.answerable ? "reply" : "reply is-unanswerable";
+    this.reply.replaceChildren(...parts);
+  }
+
+  /**
+   * @param {string} message
+   * @param {() => void} retry
+   */
+  failed(message, retry) {
+    const button = el("button", { type: "button", class: "ghost retry" }, "重试");
+    button.addEventListener("click", retry);
+    this.reply.className = "reply is-error";
+    this.reply.replaceChildren(el("p", { class: "notice", role: "alert" }, message), button);
+  }
+}
+
+/** @param {Response} res */
+async function errorMessage(res) {
+  try {
+    const body = await res.json();
+    if (body && body.error && body.error.message) return `服务器出错：${body.error.message}`;
+  } catch {
+    /* not JSON */
+  }
+  return `服务器出错（HTTP ${res.status}）。`;
+}
+
+/**
+ * The conversation so far (finished turns only) followed by this turn's question.
+ * @param {Turn} turn
+ */
+function messagesFor(turn) {
+  const messages = [];
+  for (const t of state.turns) {
+    if (t === turn) break;
+    if (!t.done) continue;
+    messages.push({ role: "user", content: t.question }, { role: "assistant", content: t.answer });
+  }
+  messages.push({ role: "user", content: turn.question });
+  return messages;
+}
+
+/**
+ * Read server-sent events, calling onData with each parsed `data:` payload.
+ * @param {ReadableStream<Uint8Array>} body
+ * @param {(data: any) => void} onData
+ * @returns {Promise<boolean>} true when the stream ended with [DONE]
+ */
+async function readEvents(body, onData) {
+  const stream = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await stream.read();
+    if (done) return false;
+    buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const event = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const data = event
+        .split("\n")
+        .filter((line) => line.startsWith("data:"))
+        .map((line) => line.slice(5).trim())
+        .join("\n");
+      if (data === "[DONE]") return true;
+      if (data) onData(JSON.parse(data));
+    }
+  }
+}
+
+/**
+ * @param {Turn} turn
+ * @param {any} chunk one OpenAI chat.completion.chunk (or an in-band error)
+ */
+function onChunk(turn, chunk) {
+  if (chunk.error) {
+    turn.failed = true;
+    turn.view.failed(`服务器出错：${chunk.error.message || "未知错误"}`, () => retry(turn));
+    return;
+  }
+  const delta = chunk.choices?.[0]?.delta?.content;
+  if (delta) {
+    turn.answer += delta;
+    turn.view.streaming(turn.answer);
+  }
+  if (chunk.rag) {
+    turn.citations = chunk.citations || [];
+    turn.done = true;
+    turn.view.done(turn.answer, turn.citations, chunk.rag);
+  }
+  keepInView();
+}
+
+/**
+ * @param {Record<string, unknown>} payload
+ * @param {AbortSignal} signal
+ */
+function postChat(payload, signal) {
+  return fetch("/v1/chat/completions", {
+    method: "POST",
+    headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+    body: JSON.stringify(payload),
+    signal,
+  });
+}
+
+/** @param {boolean} busy */
+function setBusy(busy) {
+  state.busy = busy;
+  send.disabled = busy;
+}
+
+/** @param {Turn} turn */
+function retry(turn) {
+  if (!state.busy) run(turn);
+}
+
+/**
+ * Ask (or ask again) one turn's question, streaming the reply into its view.
+ * @param {Turn} turn
+ */
+async function run(turn) {
+  Object.assign(turn, { answer: "", citations: [], done: false, failed: false });
+  turn.view.thinking();
+  setBusy(true);
+  const controller = new AbortController();
+  state.controller = controller;
+  /** @type {Record<string, unknown>} */
+  const payload = { model: MODEL, stream: true, messages: messagesFor(turn) };
+  if (modeSelect) payload.mode = modeSelect.value;
+  try {
+    let res = await postChat(payload, controller.signal);
+    if (res.status === 401 && needsKey) {
+      storeKey("");
+      if (await askForKey("需要有效的 API 密钥才能提问。")) {
+        res = await postChat(payload, controller.signal);
+      }
+    }
+    if (!res.ok || !res.body) {
+      turn.view.failed(await errorMessage(res), () => retry(turn));
+      return;
+    }
+    const finished = await readEvents(res.body, (chunk) => onChunk(turn, chunk));
+    if (!turn.done && !turn.failed) {
+      const message = finished ? "服务器没有返回完整的回答。" : "连接中断，回答不完整。";
+      turn.view.failed(message, () => retry(turn));
+    }
+  } catch (err) {
+    if (controller.signal.aborted) return;
+    const message =
+      err instanceof SyntaxError
+        ? "服务器返回了无法解析的数据。"
+        : navigator.onLine
+          ? "无法连接到服务器，请稍后重试。"
+          : "网络已断开，请检查网络后重试。";
+    turn.view.failed(message, () => retry(turn));
+  } finally {
+    if (state.controller === controller) {
+      state.controller = null;
+      setBusy(false);
+    }
+  }
+}
+
+function keepInView() {
+  const root = document.documentElement;
+  if (root.scrollHeight - window.scrollY - window.innerHeight < 240) {
+    window.scrollTo({ top: root.scrollHeight });
+  }
+}
+
+/** @param {string} question */
+function ask(question) {
+  const turn = /** @type {Turn} */ ({ question, answer: "", citations: [], done: false });
+  turn.view = new TurnView(`c${state.turns.length + 1}`, question);
+  state.turns.push(turn);
+  intro.hidden = true;
+  conversationEl.append(turn.view.root);
+  window.scrollTo({ top: document.documentElement.scrollHeight });
+  run(turn);
+}
+
+function newConversation() {
+  state.controller?.abort();
+  state.controller = null;
+  setBusy(false);
+  state.turns = [];
+  state.docs.clear(); // the index may have been rebuilt since
+  conversationEl.replaceChildren(intro);
+  intro.hidden = false;
+  input.value = "";
+  autosize();
+  input.focus();
+}
+
+// --- sources ------------------------------------------------------------------------------
+
+/**
+ * One article, fetched once and cached.
+ * @param {string} id
+ * @returns {Promise<Doc>}
+ */
+function getDocument(id) {
+  let doc = state.docs.get(id);
+  if (!doc) {
+    const path = id.split("/").map(encodeURIComponent).join("/");
+    doc = fetch(`/api/documents/${path}`, { headers: headers() }).then(async (res) => {
+      if (!res.ok) throw new Error(await errorMessage(res));
+      return res.json();
+    });
+    doc.catch(() => state.docs.delete(id)); // try again next time
+    state.docs.set(id, doc);
+  }
+  return doc;
+}
+
+/**
+ * Offsets count Unicode code points (Python strings); JavaScript strings count UTF-16 units.
+ * @param {string} text
+ * @param {number} from UTF-16 index to start at
+ * @param {number} fromPoint the code point index at `from`
+ * @param {number} point the code point index wanted
+ */
+function utf16Index(text, from, fromPoint, point) {
+  let i = from;
+  for (let p = fromPoint; p < point && i < text.length; p++) {
+    i += /** @type {number} */ (text.codePointAt(i)) > 0xffff ? 2 : 1;
+  }
+  return i;
+}
+
+/**
+ * Where a citation's quote is in the text (by its offsets, or by search if the article
+ * changed since the answer was written); null when it is gone.
+ * @param {string} text
+ * @param {Citation} c
+ */
+function locate(text, c) {
+  const start = utf16Index(text, 0, 0, c.start);
+  const end = utf16Index(text, start, c.start, c.end);
+  if (text.slice(start, end) === c.quote) return { start, end };
+  const found = text.indexOf(c.quote);
+  return found < 0 ? null : { start: found, end: found + c.quote.length };
+}
+
+/**
+ * The article text with this answer's quotes from it marked, the chosen one as "current".
+ * @param {string} text
+ * @param {Citation} current
+ * @param {Citation[]} siblings all citations of the same answer
+ */
+function highlighted(text, current, siblings) {
+  /** @type {{start: number, end: number, c: Citation}[]} */
+  const ranges = [];
+  const others = siblings.filter((c) => c !== current && c.doc === current.doc);
+  for (const c of [current, ...others]) {
+    const r = locate(text, c);
+    if (r && ranges.every((o) => r.end <= o.start || r.start >= o.end)) ranges.push({ ...r, c });
+  }
+  ranges.sort((a, b) => a.start - b.start);
+  /** @type {(Node|string)[]} */
+  const nodes = [];
+  /** @type {HTMLElement|null} */
+  let mark = null;
+  let pos = 0;
+  for (const r of ranges) {
+    nodes.push(text.slice(pos, r.start));
+    const isCurrent = r.c === current;
+    const node = el("mark", { title: `[${r.c.id}]` }, text.slice(r.start, r.end));
+    if (isCurrent) {
+      node.className = "current";
+      mark = node;
+    }
+    nodes.push(node);
+    pos = r.end;
+  }
+  nodes.push(text.slice(pos));
+  return { nodes, mark };
+}
+
+/**
+ * Open the article behind a citation with its quote highlighted and scrolled into view.
+ * @param {Citation} citation
+ * @param {Citation[]} siblings
+ */
+async function openReader(citation, siblings) {
+  const token = ++state.readerToken;
+  const body = byId("reader-body");
+  byId("reader-kicker").textContent = `来源 [${citation.id}]`;
+  byId("reader-title").textContent = citation.title;
+  byId("reader-date").textContent = "";
+  body.replaceChildren(el("p", { class: "status" }, "正在打开原文"));
+  if (!reader.open) reader.showModal();
+  let doc;
+  try {
+    doc = await getDocument(citation.doc);
+  } catch (err) {
+    if (token !== state.readerToken) return;
+    const reason = err instanceof Error ? err.message : String(err);
+    body.replaceChildren(el("p", { class: "notice", role: "alert" }, `无法打开原文。${reason}`));
+    return;
+  }
+  if (token !== state.readerToken) return;
+  byId("reader-title").textContent = doc.title;
+  byId("reader-date").textContent = doc.date || "";
+  const { nodes, mark } = highlighted(doc.text, citation, siblings);
+  body.replaceChildren(...nodes);
+  body.scrollTop = 0;
+  if (mark) mark.scrollIntoView({ block: "center" });
+  else body.prepend(el("p", { class: "notice" }, "文章已更新，找不到这段引文。"));
+}
+
+// --- wiring -------------------------------------------------------------------------------
+
+function autosize() {
+  input.style.height = "auto";
+  input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const question = input.value.trim();
+  if (!question || state.busy) return;
+  input.value = "";
+  autosize();
+  ask(question);
+});
+
+input.addEventListener("keydown", (event) => {
+  // Enter sends; Shift+Enter is a new line; Enter that confirms an IME composition is not sent.
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+    event.preventDefault();
+    form.requestSubmit();
+  }
+});
+input.addEventListener("input", autosize);
+
+conversationEl.addEventListener("click", (event) => {
+  const target = event.target instanceof Element ? event.target.closest("[data-cite]") : null;
+  if (!(target instanceof HTMLElement)) return;
+  const turn = state.turns.find((t) => t.view.id === target.dataset.turn);
+  const citation = turn?.citations.find((c) => c.id === Number(target.dataset.cite));
+  if (!turn || !citation) return;
+  event.preventDefault();
+  openReader(citation, turn.citations);
+});
+
+byId("reader-close").addEventListener("click", () => reader.close());
+reader.addEventListener("click", (event) => {
+  if (event.target === reader) reader.close(); // a click on the backdrop
+});
+
+byId("new-chat").addEventListener("click", (event) => {
+  event.preventDefault();
+  newConversation();
+});
+
+const keyButton = byId("key-button");
+keyButton.hidden = !needsKey;
+keyButton.addEventListener("click", () => askForKey());
+
+const banner = byId("net-banner");
+window.addEventListener("offline", () => {
+  banner.hidden = false;
+});
+window.addEventListener("online", () => {
+  banner.hidden = true;
+});
+banner.hidden = navigator.onLine;
+
+if (needsKey && !storedKey()) askForKey();
+else if (window.matchMedia("(pointer: fine)").matches) input.focus();

@@ -1,0 +1,616 @@
+"""The web page: served assets, the no-JavaScript form, and the page driven in real Chromium.
+
+Two real servers run for the session on 127.0.0.1: one over the bundled articles with API
+keys off, and one over a single hostile article (``<script>`` and ``<img onerror>`` markup in
+its text and file name) with API keys on and a stand-in LLM, so the mode selector shows.
+Browser tests are ``slow``; screenshots go to ``artifacts/`` (laptop 1280x800, phone 390x844).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from rag.api.app import create_app
+from rag.citations import Answer, Citation
+from rag.embedding import E5Embedder
+from rag.index import SearchIndex, StoredDocument
+from rag.settings import BUNDLED_CORPUS, Settings
+from rag.web.page import key_accepted
+from rag.web.render import PageContext, render_page, sources_for
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+# The network is closed: without these flags Chromium floods refused connections.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+KEY = "web-test-key"
+QUESTION = "阿里云新一代磐久服务器单机支持多少卡GPU？"
+QUOTE_PART = "单机支持 16 卡 GPU 高速扩展互连"
+FOLLOW_UP = "那共享显存呢？"
+UNANSWERABLE = "火星上有多少人？"
+
+SCRIPT = "<script>window.__xss=1</script>"
+IMG = '<img src=x onerror="window.__xss=1">'
+XSS_FILE = "耳机<img src=x onerror=window.__xss=1>.txt"  # its stem becomes the title
+XSS_ARTICLE = (
+    "星河科技发布<b>新款</b>翻译耳机\n"
+    "2024-05-01\n\n"
+    f"星河科技在杭州发布了新款翻译耳机{SCRIPT}，售价为1999元。\n"
+    f"该耳机支持32种语言的实时翻译{IMG}，续航时间为12小时。\n"
+    "星河科技表示，这款耳机将于六月在全国上市。\n"
+)
+XSS_PRICE = "星河科技的翻译耳机售价是多少？"
+XSS_LANGUAGES = "翻译耳机支持多少种语言？"
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+class EchoLLM:
+    """A stand-in LLM: answers with the first sentence of passage [1], cited."""
+
+    model = "echo"
+
+    def complete(self, messages: Sequence[dict[str, str]]) -> str:
+        return messages[-1]["content"]  # follow-up rewrite: keep the question
+
+    def stream(self, messages: Sequence[dict[str, str]]) -> Iterator[str]:
+        found = re.search(r"^\[1\][^\n]*\n(.+?[。！？])", messages[-1]["content"], re.M)
+        reply = f"{found.group(1)}[1]" if found else "文中未提及。"
+        for start in range(0, len(reply), 8):
+            yield reply[start : start + 8]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _settings(corpus: Path, index_dir: Path, keys: str = "") -> Settings:
+    return Settings(
+        corpus_dir=corpus,
+        index_dir=index_dir,
+        api_keys=keys,
+        embedder="e5",
+        llm_base_url=None,
+        llm_model=None,
+        cors_origins="",
+    )
+
+
+@contextmanager
+def _serve(settings: Settings, embedder: E5Embedder, llm: Any = None) -> Iterator[str]:
+    """A real uvicorn server in a thread; yields its base URL once ``/readyz`` says ready."""
+    app = create_app(settings, llm)
+    app.state.service.embedder = embedder  # share the session's model instead of loading another
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+                if response.status == 200:
+                    break
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the web test server on {url} did not become ready")
+        time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def open_server(bundled_index: SearchIndex, e5: E5Embedder) -> Iterator[str]:
+    """The bundled articles (the session's index, reused), keys off, no LLM."""
+    index_dir = bundled_index.path.parent.parent
+    with _serve(_settings(BUNDLED_CORPUS, index_dir), e5) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def xss_server(tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder) -> Iterator[str]:
+    """One hostile article, API keys on, and a stand-in LLM (so the mode selector shows)."""
+    corpus = tmp_path_factory.mktemp("xss-corpus")
+    (corpus / XSS_FILE).write_text(XSS_ARTICLE, encoding="utf-8")
+    settings = _settings(corpus, tmp_path_factory.mktemp("xss-index"), keys=KEY)
+    with _serve(settings, e5, EchoLLM()) as url:
+        yield url
+
+
+def _http(
+    url: str, data: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
+    """(status, lower-cased headers, body) for a GET, or a form POST when ``data`` is given."""
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, head, raw = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        status, head, raw = exc.code, exc.headers, exc.read()
+    return status, {k.lower(): v for k, v in head.items()}, raw.decode("utf-8")
+
+
+# --- rendering, no server ---------------------------------------------------------------------
+
+
+def _hostile_answer() -> tuple[Answer, dict[str, StoredDocument]]:
+    text = f"前文。{SCRIPT}{IMG}后文。"
+    start = text.index(SCRIPT)
+    quote = text[start : start + len(SCRIPT) + len(IMG)]
+    title = f"<i>{IMG}</i>"
+    doc = StoredDocument(id="x.txt", title=title, date="2024-05-01", text=text)
+    citation = Citation(1, "x.txt", title, quote, start, start + len(quote))
+    answer = Answer(
+        question=f"问{SCRIPT}",
+        answer=f"{quote}[1][7]",
+        citations=[citation],
+        answerable=True,
+        mode="extractive",
+        rewritten_question=IMG,
+    )
+    return answer, {"x.txt": doc}
+
+
+CONTEXT = PageContext(
+    keys_required=False, llm=False, default_mode="extractive", documents=3, max_question_chars=99
+)
+
+
+def test_render_escapes_questions_answers_titles_and_quotes() -> None:
+    answer, documents = _hostile_answer()
+    page = render_page(
+        CONTEXT,
+        question=f'"></textarea>{SCRIPT}',
+        asked=answer.question,
+        answer=answer,
+        sources=sources_for(answer, documents),
+    )
+    assert page.count("<script") == 1  # only the page's own <script src=...>
+    assert "<img" not in page and "<i>" not in page and "</textarea><script" not in page
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;" in page
+    assert '<a class="cite" href="#t1-src-1">[1]</a>' in page
+    assert "[7]" in page and 'href="#t1-src-7"' not in page  # a marker with no citation
+    assert "<mark>&lt;script&gt;" in page and "前文。" in page  # the quote in its context
+    assert "$" not in page  # every template placeholder was filled
+
+
+def test_render_page_shows_state_and_options() -> None:
+    page = render_page(CONTEXT)
+    assert 'data-keys="off"' in page and 'id="mode"' not in page and 'name="key"' not in page
+    assert "已收录 3 篇文章" in page and 'maxlength="99"' in page
+    with_llm = PageContext(True, True, "auto", None, 2000)
+    page = render_page(with_llm, asked="问题", error="出错了：<b>x</b>")
+    assert '<option value="auto" selected>' in page and 'data-llm="on"' in page
+    assert '<noscript><label class="key-field">' in page and "索引加载中" in page
+    assert 'class="reply is-error"' in page and "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def test_key_accepted_from_form_field_or_bearer_header() -> None:
+    keys = ["a-key", "b-key"]
+    assert key_accepted(keys, "b-key", "")
+    assert key_accepted(keys, " a-key ", "")
+    assert key_accepted(keys, "", "Bearer a-key")
+    assert key_accepted(keys, "wrong", "bearer b-key")
+    assert not key_accepted(keys, "", "")
+    assert not key_accepted(keys, "wrong", "Basic a-key")
+
+
+# --- HTTP against the real server -------------------------------------------------------------
+
+
+def test_page_is_served_with_security_and_cache_headers(open_server: str) -> None:
+    status, headers, page = _http(f"{open_server}/")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["cache-control"] == "no-cache"
+    assert '<form id="ask-form" class="composer" method="post" action="/ask"' in page
+    assert 'data-keys="off"' in page and 'data-llm="off"' in page and 'id="mode"' not in page
+    assert "已收录 2 篇文章" in page
+
+
+@pytest.mark.parametrize(
+    ("name", "media_type"),
+    [("app.css", "text/css; charset=utf-8"), ("app.js", "text/javascript; charset=utf-8")],
+)
+def test_static_assets_have_types_and_versioned_caching(
+    open_server: str, name: str, media_type: str
+) -> None:
+    _, _, page = _http(f"{open_server}/")
+    found = re.search(rf'"/static/{re.escape(name)}\?v=([0-9a-f]+)"', page)
+    assert found, f"the page links {name} with a version"
+    status, headers, body = _http(f"{open_server}/static/{name}?v={found.group(1)}")
+    assert status == 200 and headers["content-type"] == media_type and body
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert headers["x-content-type-options"] == "nosniff"
+    status, headers, _ = _http(f"{open_server}/static/{name}?v=old")
+    assert headers["cache-control"] == "no-cache"
+    status, _, _ = _http(f"{open_server}/static/{name}", headers={"If-None-Match": headers["etag"]})
+    assert status == 304
+
+
+@pytest.mark.parametrize("path", ["/static/index.html", "/static/render.py", "/static/..%2Fapp.py"])
+def test_only_the_page_assets_are_served(open_server: str, path: str) -> None:
+    status, headers, body = _http(f"{open_server}{path}")
+    assert status == 404 and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["message"]
+
+
+def test_form_post_renders_the_answer_with_citations(open_server: str) -> None:
+    status, headers, page = _http(f"{open_server}/ask", {"question": QUESTION})
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+    assert 'class="intro" hidden' in page
+    assert '<a class="cite" href="#t1-src-1">[1]</a>' in page
+    assert re.search(r'<li id="t1-src-1">.*<mark>[^<]*' + re.escape(QUOTE_PART), page)
+    assert '<span class="date">2024-09-21</span>' in page
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "message"),
+    [
+        ({"question": "   "}, 400, "the question is empty"),
+        ({"question": QUESTION, "mode": "poetry"}, 400, "unknown mode"),
+        ({"question": "问" * 2001}, 400, "the limit is 2000"),
+    ],
+)
+def test_form_errors_are_pages_too(
+    open_server: str, form: dict[str, str], status: int, message: str
+) -> None:
+    got, headers, page = _http(f"{open_server}/ask", form)
+    assert got == status and headers["content-type"] == "text/html; charset=utf-8"
+    assert 'class="reply is-error"' in page and message in page
+
+
+def test_form_says_when_the_articles_do_not_answer(open_server: str) -> None:
+    status, _, page = _http(f"{open_server}/ask", {"question": UNANSWERABLE})
+    assert status == 200
+    assert 'class="reply is-unanswerable"' in page and "文中未提及" in page
+
+
+def test_with_keys_on_the_page_loads_and_the_api_needs_the_key(xss_server: str) -> None:
+    status, _, page = _http(f"{xss_server}/")
+    assert status == 200 and 'data-keys="on"' in page and 'data-llm="on"' in page
+    assert '<noscript><label class="key-field">' in page and 'id="mode"' in page
+    found = re.search(r'"(/static/app\.js\?v=[0-9a-f]+)"', page)
+    assert found and _http(f"{xss_server}{found.group(1)}")[0] == 200
+    assert _http(f"{xss_server}/ask", {"question": XSS_PRICE})[0] == 401
+    status, _, page = _http(
+        f"{xss_server}/ask", {"question": XSS_PRICE}, {"Authorization": f"Bearer {KEY}"}
+    )
+    assert status == 200 and "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page
+    assert "<script>window" not in page and "<img" not in page
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="GuardMiddleware answers 401 before POST /ask can read the form's key field; "
+    "it needs to let POST /ask through (the route checks the key itself)",
+)
+def test_form_key_field_works_without_a_header(xss_server: str) -> None:
+    status, _, page = _http(f"{xss_server}/ask", {"question": XSS_PRICE, "key": KEY})
+    assert status == 200 and "售价为1999元" in page
+    status, _, page = _http(f"{xss_server}/ask", {"question": XSS_PRICE, "key": "wrong"})
+    assert status == 401 and "API 密钥" in page
+
+
+# --- Chromium ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} missing: apt-get install chromium fonts-noto-cjk")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Page:
+    """A browser page on one server, recording uncaught page errors."""
+
+    def __init__(self, browser: Any, url: str, viewport: dict[str, int], **options: Any) -> None:
+        self.context = browser.new_context(
+            viewport=viewport,
+            device_scale_factor=2 if viewport["width"] < 600 else 1,
+            locale="zh-CN",
+            **options,
+        )
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.goto(f"{url}/")
+
+    def ask(self, question: str) -> None:
+        self.page.fill("#question", question)
+        self.page.press("#question", "Enter")
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(ARTIFACTS / f"web-{name}.png"))
+
+    def close(self) -> None:
+        self.context.close()
+        assert not self.errors, f"errors on the page: {self.errors}"
+
+
+@pytest.fixture
+def open_page(browser: Any, open_server: str) -> Iterator[Any]:
+    pages: list[Page] = []
+
+    def make(viewport: dict[str, int] = LAPTOP, **options: Any) -> Page:
+        pages.append(Page(browser, open_server, viewport, **options))
+        return pages[-1]
+
+    yield make
+    for page in pages:
+        page.close()
+
+
+def _expect() -> Any:
+    return pytest.importorskip("playwright.sync_api").expect
+
+
+def _mark_in_view(page: Any) -> bool:
+    return bool(
+        page.evaluate(
+            """() => {
+                const m = document.querySelector('#reader mark.current').getBoundingClientRect();
+                const b = document.getElementById('reader-body').getBoundingClientRect();
+                return m.height > 0 && m.top >= b.top && m.top < b.bottom;
+            }"""
+        )
+    )
+
+
+@pytest.mark.slow
+def test_ask_read_the_source_and_follow_up(open_page: Any) -> None:
+    expect = _expect()
+    p = open_page()
+    page = p.page
+    expect(page.locator("#intro h1")).to_have_text("问问这些文章")
+    assert page.locator("#mode").count() == 0  # no LLM configured: no mode selector
+    p.shot("laptop-start")
+
+    p.ask(QUESTION)
+    reply = page.locator("#c1 .reply")
+    expect(reply.locator(".sources li")).to_have_count(1)
+    expect(reply.locator(".answer")).to_contain_text(QUOTE_PART)
+    expect(reply.locator(".source-head .date")).to_have_text("2024-09-21")
+    expect(reply.locator(".quote")).to_contain_text(QUOTE_PART)
+    expect(page.locator("#intro")).to_be_hidden()
+
+    reply.locator("a.cite").first.click()
+    mark = page.locator("#reader mark.current")
+    expect(mark).to_contain_text(QUOTE_PART)
+    expect(page.locator("#reader-title")).to_contain_text("阿里云要建一条通往 AGI")
+    page.wait_for_function("document.getElementById('reader-body').scrollTop > 0")
+    assert _mark_in_view(page)
+    p.shot("laptop-source")
+    page.keyboard.press("Escape")
+    expect(page.locator("#reader")).to_be_hidden()
+
+    with page.expect_request("**/v1/chat/completions") as request:
+        p.ask(FOLLOW_UP)
+    sent = json.loads(request.value.post_data)
+    assert sent["model"] == "qianwen-rag" and sent["stream"] is True and "mode" not in sent
+    assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
+    assert sent["messages"][0]["content"] == QUESTION and "[1]" in sent["messages"][1]["content"]
+    second = page.locator("#c2 .reply")
+    expect(second.locator(".rewrite")).to_contain_text("共享显存")
+    expect(second.locator(".answer")).to_contain_text("1.5TB 共享显存")
+    p.shot("laptop-follow-up")
+
+    page.click("#new-chat")
+    expect(page.locator("#conversation .turn")).to_have_count(0)
+    expect(page.locator("#intro")).to_be_visible()
+    with page.expect_request("**/v1/chat/completions") as request:
+        p.ask(QUESTION)
+    assert len(json.loads(request.value.post_data)["messages"]) == 1
+    expect(page.locator("#c1 .sources li")).to_have_count(1)
+
+
+@pytest.mark.slow
+def test_phone_width(open_page: Any) -> None:
+    expect = _expect()
+    p = open_page(PHONE)
+    page = p.page
+    p.shot("phone-start")
+    p.ask(QUESTION)
+    expect(page.locator("#c1 .sources li")).to_have_count(1)
+    p.ask(UNANSWERABLE)
+    expect(page.locator("#c2 .reply.is-unanswerable")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    p.shot("phone-answer")
+    page.locator("#c1 a.cite").first.click()
+    expect(page.locator("#reader mark.current")).to_contain_text(QUOTE_PART)
+    box = page.locator("#reader").bounding_box()
+    assert box and box["width"] >= PHONE["width"] - 1  # the article takes the whole screen
+    page.wait_for_function("document.getElementById('reader-body').scrollTop > 0")
+    assert _mark_in_view(page)
+    p.shot("phone-source")
+
+
+@pytest.mark.slow
+def test_thinking_unanswerable_server_error_and_network_down(open_page: Any) -> None:
+    expect = _expect()
+    p = open_page()
+    page = p.page
+
+    held: list[Any] = []
+    page.route("**/v1/chat/completions", lambda route: held.append(route))  # hold: thinking
+    p.ask(QUESTION)
+    expect(page.locator("#c1 .reply.is-thinking .status")).to_have_text("正在查找相关文章")
+    expect(page.locator("#send")).to_be_disabled()
+    held[0].continue_()
+    page.unroute("**/v1/chat/completions")
+    expect(page.locator("#c1 .sources li")).to_have_count(1)
+
+    p.ask(UNANSWERABLE)
+    expect(page.locator("#c2 .reply.is-unanswerable .answer")).to_have_text("文中未提及。")
+    expect(page.locator("#c2 .notice")).to_contain_text("没有找到")
+    expect(page.locator("#c2 .sources")).to_have_count(0)
+
+    error = {"error": {"message": "the index is still loading", "code": "index_missing"}}
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(status=503, json=error),
+    )
+    p.ask(QUESTION)
+    expect(page.locator("#c3 .reply.is-error .notice")).to_have_text(
+        "服务器出错：the index is still loading"
+    )
+    page.unroute("**/v1/chat/completions")
+    in_band = 'data: {"error": {"message": "LLM stream failed", "code": "llm_error"}}\n\n'
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(
+            status=200, content_type="text/event-stream", body=f"{in_band}data: [DONE]\n\n"
+        ),
+    )
+    page.locator("#c3 .retry").click()
+    expect(page.locator("#c3 .reply.is-error .notice")).to_have_text(
+        "服务器出错：LLM stream failed"
+    )
+    page.unroute("**/v1/chat/completions")
+    p.shot("laptop-errors")
+
+    p.context.set_offline(True)
+    expect(page.locator("#net-banner")).to_be_visible()
+    page.locator("#c3 .retry").click()
+    expect(page.locator("#c3 .reply.is-error .notice")).to_have_text(
+        "网络已断开，请检查网络后重试。"
+    )
+    p.shot("laptop-offline")
+    p.context.set_offline(False)
+    expect(page.locator("#net-banner")).to_be_hidden()
+    page.locator("#c3 .retry").click()
+    expect(page.locator("#c3 .sources li")).to_have_count(1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("viewport", "label"), [(LAPTOP, "laptop"), (PHONE, "phone")])
+def test_the_page_works_without_javascript(
+    open_page: Any, viewport: dict[str, int], label: str
+) -> None:
+    expect = _expect()
+    p = open_page(viewport, java_script_enabled=False)
+    page = p.page
+    page.fill("#question", QUESTION)
+    page.click("#send")
+    expect(page).to_have_url(re.compile(r"/ask$"))
+    cite = page.locator("#t1 a.cite").first
+    expect(cite).to_have_attribute("href", "#t1-src-1")
+    expect(page.locator("#t1-src-1 mark")).to_contain_text(QUOTE_PART)
+    expect(page.locator("#t1-src-1 .date")).to_have_text("2024-09-21")
+    cite.click()
+    expect(page).to_have_url(re.compile(r"#t1-src-1$"))
+    p.shot(f"{label}-no-javascript")
+    page.fill("#question", UNANSWERABLE)
+    page.click("#send")
+    expect(page.locator("#t1 .reply.is-unanswerable .answer")).to_have_text("文中未提及。")
+    page.click("#new-chat")
+    expect(page.locator("#intro")).to_be_visible()
+
+
+@pytest.mark.slow
+def test_hostile_article_markup_shows_as_text_and_never_runs(browser: Any, xss_server: str) -> None:
+    expect = _expect()
+    p = Page(browser, xss_server, LAPTOP)
+    page = p.page
+    try:
+        dialog = page.locator("#key-dialog")
+        expect(dialog).to_be_visible()  # keys are on: the page asks for one first
+        page.fill("#key-input", "wrong")
+        page.press("#key-input", "Enter")
+        expect(page.locator("#key-error")).to_have_text("密钥无效，请检查后重试。")
+        page.fill("#key-input", KEY)
+        page.press("#key-input", "Enter")
+        expect(dialog).to_be_hidden()
+        assert page.evaluate("sessionStorage.getItem('qianwen-rag.api-key')") == KEY
+        assert page.evaluate("localStorage.length") == 0
+        expect(page.locator("#mode")).to_have_value("auto")  # an LLM is configured
+
+        p.ask(XSS_PRICE)
+        reply = page.locator("#c1 .reply")
+        expect(reply.locator(".answer")).to_contain_text(f"翻译耳机{SCRIPT}，售价为1999元")
+        expect(reply.locator(".source-title")).to_have_text(Path(XSS_FILE).stem)
+        reply.locator("a.cite").first.click()
+        expect(page.locator("#reader mark.current")).to_contain_text(SCRIPT)
+        expect(page.locator("#reader-body")).to_contain_text(IMG)
+        expect(page.locator("#reader-title")).to_have_text(Path(XSS_FILE).stem)
+        p.shot("laptop-hostile-article")
+        page.keyboard.press("Escape")
+
+        page.select_option("#mode", "llm")
+        with page.expect_request("**/v1/chat/completions") as request:
+            p.ask(XSS_LANGUAGES)
+        assert json.loads(request.value.post_data)["mode"] == "llm"
+        assert request.value.headers["authorization"] == f"Bearer {KEY}"
+        second = page.locator("#c2 .reply")
+        expect(second.locator(".meta")).to_contain_text("大模型生成")
+        expect(second.locator(".answer")).to_contain_text(SCRIPT)
+
+        assert page.evaluate("typeof window.__xss") == "undefined"
+        markup = "#conversation script, #conversation img, #reader script, #reader img, b"
+        assert page.locator(markup).count() == 0
+    finally:
+        p.close()
+
+    # The no-JavaScript page renders the same article on the server. It shows a key field; the
+    # header gets the form past the middleware, which does not read that field yet.
+    p = Page(
+        browser,
+        xss_server,
+        PHONE,
+        java_script_enabled=False,
+        extra_http_headers={"Authorization": f"Bearer {KEY}"},
+    )
+    try:
+        p.page.fill("#question", XSS_PRICE)
+        p.page.fill("input[name=key]", KEY)
+        p.page.click("#send")
+        expect(p.page.locator("#t1 .answer")).to_contain_text(SCRIPT)
+        expect(p.page.locator("#t1-src-1 .source-title")).to_have_text(Path(XSS_FILE).stem)
+        assert p.page.locator("#conversation script, #conversation img").count() == 0
+        p.shot("phone-hostile-article-no-javascript")
+    finally:
+        p.close()
