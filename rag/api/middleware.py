@@ -21,6 +21,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = ("/healthz", "/readyz")
+# The no-JavaScript form cannot send a header: that route checks a `key` form field itself.
+SELF_CHECKED = (("POST", "/ask"),)
 # The page itself must load without a key: it asks the user for one.
 OPEN_GET_PATHS = ("/", "/static/", "/favicon.ico")
 
@@ -62,7 +64,7 @@ class GuardMiddleware:
         if not self.keys:
             return True
         path: str = scope["path"]
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or (scope["method"], path) in SELF_CHECKED:
             return True
         if scope["method"] in ("GET", "HEAD") and (
             path == "/" or any(path.startswith(p) for p in OPEN_GET_PATHS[1:])
