@@ -372,10 +372,13 @@ sys.stdout.write("".join(a + "\0" for a in (test[1:] if test[0] == "CMD" else ["
 check_no_ca_copy() {
     local host=/etc/ssl/certs/ca-certificates.crt base
     [[ -f $host ]] || return 0
+    # Read through `buildah mount`: the files themselves, not a command's captured output.
     base=$(buildah from "$BASE_IMAGE")
-    buildah run --isolation chroot "$base" -- cat "$host" >"$WORK/base-ca.crt" 2>/dev/null || true
+    cat "$(buildah mount "$base")$host" >"$WORK/base-ca.crt" 2>/dev/null || true
+    buildah umount "$base" >/dev/null
     buildah rm "$base" >/dev/null
-    buildah run --isolation chroot "$CONTAINER" -- cat "$host" >"$WORK/image-ca.crt" 2>/dev/null || true
+    cat "$(buildah mount "$CONTAINER")$host" >"$WORK/image-ca.crt" 2>/dev/null || true
+    buildah umount "$CONTAINER" >/dev/null
     if python3 - "$host" "$WORK/base-ca.crt" "$WORK/image-ca.crt" <<'PY'; then
 import re, sys
 from pathlib import Path
@@ -430,6 +433,21 @@ assert not want or "qwen" in names, names
     done
 }
 
+# The uid the image runs as, asked of the image with `id -u`. Under heavy load buildah's chroot
+# runner has been seen to drop a short command's output, so ask again before giving up.
+image_uid() {
+    local uid
+    for _ in 1 2 3; do
+        uid=$(buildah run --isolation chroot "$CONTAINER" -- id -u 2>>"$WORK/id.log" || true)
+        if [[ $uid =~ ^[0-9]+$ ]]; then
+            echo "$uid"
+            return
+        fi
+        sleep 1
+    done
+    echo "$uid"
+}
+
 # A user's own articles, mounted read-only, with the index on a bind-mounted folder owned by
 # the image's uid (as docker/README.md tells): the server rebuilds the index at start-up.
 check_own_articles() {
@@ -438,8 +456,13 @@ check_own_articles() {
         log "skipping the own-articles run: rag/data/corpus/$article is gone"
         return
     fi
-    uid=$(buildah run --isolation chroot "$CONTAINER" -- id -u)
-    ((uid != 0)) && pass "the image's user has uid $uid" || fail "the image's user is root"
+    uid=$(image_uid)
+    if [[ $uid =~ ^[0-9]+$ ]] && ((uid != 0)); then
+        pass "the image's user has uid $uid"
+    else
+        fail "the image's user is root (or unknown: '$uid')"
+        return
+    fi
     mkdir -p "$own/articles" "$own/index"
     cp "$ROOT/rag/data/corpus/$article" "$own/articles/"
     chown "$uid:$uid" "$own/index"
