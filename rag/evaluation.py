@@ -185,12 +185,15 @@ def answer_scores(
     return scores
 
 
-def mean_present(rows: Iterable[tuple[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """Like :func:`mean_by_type` but each metric averages only where it was measured."""
+def mean_present(
+    rows: Iterable[tuple[Sequence[str], dict[str, float]]],
+) -> dict[str, dict[str, float]]:
+    """Average per group ("all" plus each row's groups); a metric averages where measured."""
     groups: dict[str, list[dict[str, float]]] = defaultdict(list)
-    for qtype, scores in rows:
+    for names, scores in rows:
         groups["all"].append(scores)
-        groups[qtype].append(scores)
+        for name in names:
+            groups[name].append(scores)
     report: dict[str, dict[str, float]] = {}
     for name, items in groups.items():
         keys = sorted({k for item in items for k in item})
@@ -199,7 +202,16 @@ def mean_present(rows: Iterable[tuple[str, dict[str, float]]]) -> dict[str, dict
             values = [i[k] for i in items if k in i]
             report[name][k] = round(sum(values) / len(values), 4)
         report[name]["n"] = len(items)
-    return dict(sorted(report.items(), key=lambda kv: (kv[0] != "all", kv[0])))
+    return dict(
+        sorted(
+            report.items(),
+            key=lambda kv: (
+                kv[0] != "all",
+                kv[0].startswith("route:") or kv[0] == "fell-back",
+                kv[0],
+            ),
+        )
+    )
 
 
 def evaluate_answers(
@@ -208,12 +220,15 @@ def evaluate_answers(
     documents: dict[str, StoredDocument],
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, object]]]:
     """Answer metrics overall and per type, plus one record per question for inspection."""
-    rows = []
+    rows: list[tuple[list[str], dict[str, float]]] = []
     records: list[dict[str, object]] = []
     for q in questions:
         answer = ask(q.question)
         scores = answer_scores(q, answer, documents)
-        rows.append((q.type, scores))
+        groups = [q.type] + ([f"route:{answer.route}"] if answer.route else [])
+        if answer.fallback_reason:
+            groups.append("fell-back")
+        rows.append((groups, scores))
         records.append(
             {
                 "id": q.id,
