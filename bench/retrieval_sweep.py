@@ -31,8 +31,12 @@ VARIANTS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--eval", nargs="+", type=Path,
-                        default=[Path("../shared/eval/dev.jsonl"), Path("bench/heldout.jsonl")])
+    parser.add_argument(
+        "--eval",
+        nargs="+",
+        type=Path,
+        default=[Path("../shared/eval/dev.jsonl"), Path("bench/heldout.jsonl")],
+    )
     parser.add_argument("--sizes", nargs="+", type=int, default=[100, 150, 200, 300])
     parser.add_argument("--overlaps", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--out", type=Path, default=Path("bench/results/retrieval_sweep.json"))
@@ -48,11 +52,17 @@ def main() -> None:
                 for name, params in VARIANTS.items():
                     retriever = Retriever(index, embedder, **params)  # type: ignore[arg-type]
 
-                    def search(q: str, k: int, r: Retriever = retriever) -> list[tuple[str, int, int]]:
+                    def search(
+                        q: str, k: int, r: Retriever = retriever
+                    ) -> list[tuple[str, int, int]]:
                         return [(h.doc, h.start, h.end) for h in r.retrieve(q, k)]
 
-                    result = {"chunk_chars": size, "overlap": overlap, "variant": name,
-                              "chunks": len(index.chunks)}
+                    result = {
+                        "chunk_chars": size,
+                        "overlap": overlap,
+                        "variant": name,
+                        "chunks": len(index.chunks),
+                    }
                     for path in args.eval:
                         report = evaluate_retrieval(read_questions(path, index.documents), search)
                         result[path.stem] = report["all"]
