@@ -14,7 +14,7 @@ from rag.errors import InvalidInputError, LLMError
 from rag.evidence import ScoredSentence, score_sentences
 from rag.extractive import compose, select_evidence
 from rag.llm import ChatClient, build_messages
-from rag.question import QuestionInfo, analyse
+from rag.question import QuestionInfo, analyse, sub_questions
 from rag.retrieval import Retrieval
 from rag.routing import route
 from rag.verify import Verifier, is_abstention, joiner_for, split_reply
@@ -35,6 +35,7 @@ class Prepared:
     retrieval: Retrieval
     scored: list[ScoredSentence]
     started: float
+    per_part: list[list[ScoredSentence]]  # for "A?B?" questions: evidence per sub-question
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,18 @@ class Answerer:
         k = k or self.engine.settings.top_k
         retrieval = self.engine.retriever.search(question, max(k, EVIDENCE_CHUNKS))
         t0 = time.perf_counter()
-        scored = score_sentences(
-            self.engine.index, info, retrieval.query_vector, [h.row for h in retrieval.hits]
-        )
+        rows = [h.row for h in retrieval.hits]
+        index = self.engine.index
+        scored = score_sentences(index, info, retrieval.query_vector, rows)
+        per_part = []
+        parts = sub_questions(question)
+        if len(parts) > 1:
+            for part in parts:
+                part_vector = self.engine.retriever.query_vector(part)
+                per_part.append(score_sentences(index, analyse(part), part_vector, rows))
         retrieval.timings["evidence"] = time.perf_counter() - t0
         retrieval.hits = retrieval.hits[:k]
-        return Prepared(info, retrieval, scored, started)
+        return Prepared(info, retrieval, scored, started, per_part)
 
     def answer(self, question: str, mode: Mode | None = None, k: int | None = None) -> Answer:
         """The full answer object (non-streaming)."""
@@ -115,7 +122,7 @@ class Answerer:
         self, p: Prepared, mode: str, route_reason: str | None, fallback: str | None
     ) -> Answer:
         t0 = time.perf_counter()
-        selection = select_evidence(p.info, self.engine.index, p.scored)
+        selection = select_evidence(p.info, self.engine.index, p.scored, p.per_part)
         text, citations = compose(p.info, self.engine.index, selection)
         timings = dict(p.retrieval.timings)
         timings["compose"] = time.perf_counter() - t0

@@ -116,8 +116,21 @@ def _by_year(
     return chosen
 
 
+def _by_part(per_part: list[list[ScoredSentence]]) -> list[ScoredSentence]:
+    """The best sentence for each sub-question, skipping ones already chosen."""
+    chosen: list[ScoredSentence] = []
+    for ranked in per_part[:MAX_SENTENCES]:
+        pick = next((s for s in ranked if not any(_overlaps(s, c) for c in chosen)), None)
+        if pick is not None and pick.score >= ABSTAIN_BELOW:
+            chosen.append(pick)
+    return chosen
+
+
 def select_evidence(
-    info: QuestionInfo, index: SearchIndex, scored: list[ScoredSentence]
+    info: QuestionInfo,
+    index: SearchIndex,
+    scored: list[ScoredSentence],
+    per_part: list[list[ScoredSentence]] | None = None,
 ) -> Selection:
     """Choose 1-3 sentences that answer the question's parts, or say why not to answer."""
     if not scored:
@@ -139,6 +152,10 @@ def select_evidence(
     wanted = min(MAX_SENTENCES, info.parts + (1 if info.expects in ("list", "reason") else 0))
     if len(set(info.years)) > 1:
         chosen = _by_year(info, index, scored)
+        if len(chosen) >= 2:
+            return Selection(chosen)
+    if per_part:
+        chosen = _by_part(per_part)
         if len(chosen) >= 2:
             return Selection(chosen)
     chosen = [best]

@@ -138,10 +138,16 @@ def _expectation(lowered: str) -> Expectation:
     return "other"
 
 
+def sub_questions(text: str) -> list[str]:
+    """The separate questions in "A是什么?B又是什么?" (one item when there is only one)."""
+    pieces = [c.strip() for c in re.split("(?<=[?\uff1f])", text)]
+    clauses = [c for c in pieces if len(c) > 4]
+    return clauses if len(clauses) > 1 else [text]
+
+
 def _parts(text: str, years: tuple[str, ...], multi: bool) -> int:
     """How many separate facts the question asks for (1 to 3)."""
-    clauses = [c for c in re.split("[?\uff1f;\uff1b]", text) if len(c.strip()) > 4]
-    count = max(1, len(clauses))
+    count = len(sub_questions(text))
     if len(set(years)) > 1:
         count = max(count, len(set(years)))
     if multi:
