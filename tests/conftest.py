@@ -191,3 +191,33 @@ def run_rag(
         )
 
     return run
+
+
+# --- Qwen server ------------------------------------------------------------------------------
+# The real local Qwen (tests/helpers/qwen.py) for slow tests: one server for the whole run.
+
+from tests.helpers.qwen import LlamaServer, find_qwen_gguf, qwen_available  # noqa: E402
+
+QWEN_MODEL_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "models"
+
+
+@pytest.fixture(scope="session")
+def qwen_gguf() -> Path:
+    """The Qwen GGUF joined from its installed parts; skips without them (fails on CI)."""
+    if not qwen_available():
+        message = "llama-cpp-python or the Qwen parts are missing: run .ci/install-qwen.sh"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return find_qwen_gguf(QWEN_MODEL_CACHE)
+
+
+@pytest.fixture(scope="session")
+def qwen_server(qwen_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """A running llama_cpp.server with Qwen on 127.0.0.1; its log is in a session temp folder.
+
+    Tests must not stop or kill it: one that needs a dying server starts its own.
+    """
+    log_path = tmp_path_factory.mktemp("qwen-server") / "llama-server.log"
+    with LlamaServer(qwen_gguf, log_path) as server:
+        yield server
