@@ -114,6 +114,8 @@ class Answerer:
                     fallback = exc.message
                     log.warning("llm fallback", extra={"reason": fallback})
         answer = self._extractive(prepared, mode, route_reason, fallback)
+        if mode == "auto":
+            answer.route = chosen  # the route taken, even when it fell back
         for piece in _pieces(answer.answer):
             yield Delta(piece)
         yield answer
@@ -153,17 +155,25 @@ class Answerer:
         reply = ""
         done = 0  # reply sentences already verified
         sent = ""
-        for delta in self.llm.stream(messages):
-            reply += delta
-            sentences = split_reply(reply)
-            # All but the last sentence are complete (a marker may still follow the last one).
-            for text, cited in sentences[done : len(sentences) - 1]:
-                piece = verifier.check(text, cited)
-                if piece and not is_abstention(reply):
-                    piece = (joiner_for(reply) if sent else "") + piece
-                    sent += piece
-                    yield Delta(piece)
-            done = max(done, len(sentences) - 1)
+        interrupted = None
+        try:
+            for delta in self.llm.stream(messages):
+                reply += delta
+                sentences = split_reply(reply)
+                # All but the last sentence are complete (a marker may still follow the last).
+                for text, cited in sentences[done : len(sentences) - 1]:
+                    piece = verifier.check(text, cited)
+                    if piece and not is_abstention(reply):
+                        piece = (joiner_for(reply) if sent else "") + piece
+                        sent += piece
+                        yield Delta(piece)
+                done = max(done, len(sentences) - 1)
+        except LLMError as exc:
+            if not sent:
+                raise  # nothing shown yet: the caller answers extractively instead
+            # Text already streamed cannot be taken back: end with the verified part.
+            interrupted = f"the LLM stopped mid-answer ({exc.message}); kept the verified part"
+            reply = ""
         t1 = time.perf_counter()
         timings = dict(p.retrieval.timings)
         timings["llm"] = t1 - t0
@@ -189,6 +199,7 @@ class Answerer:
                 route_reason=route_reason,
                 unsupported=checked.unsupported,
                 faithfulness=checked.faithfulness,
+                fallback_reason=interrupted,
                 timings=timings,
             )
         timings["verify"] = time.perf_counter() - t1

@@ -66,6 +66,18 @@ def done_ids(path: Path | None) -> set[str]:
     return ids
 
 
+def drop_partial_line(path: Path) -> None:
+    """Cut a last line that a crash left without its newline, so appends stay valid JSONL."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    keep = data.rfind(b"\n") + 1  # 0 when the only line is partial
+    with path.open("r+b") as fh:
+        fh.truncate(keep)
+
+
 def run_batch(
     items: list[BatchItem],
     ask: Callable[[str], Answer],
@@ -75,6 +87,8 @@ def run_batch(
 ) -> BatchReport:
     """Answer every item not yet in ``out``, appending one flushed line per answer."""
     report = BatchReport()
+    if out is not None:
+        drop_partial_line(out)
     seen = done_ids(out)
     todo = [i for i in items if i.id not in seen]
     report.skipped = len(items) - len(todo)

@@ -32,7 +32,11 @@ def needs_context(question: str) -> bool:
     if len(q) > MAX_FOLLOW_UP * (3 if detect_language(q) == "en" else 1):
         return False
     starts = re.match(r"^(那|那么|它|他|她|他们|其|还有|另外|and\b|what about|how about)", q, re.I)
-    return bool(starts) or re.sub(QUESTION_END, "", q).endswith("呢")
+    if starts:
+        return True
+    # "那吴泳铭呢?" leans on the previous question; "最高降幅是多少呢?" asks its own.
+    asks = re.search(r"什么|多少|谁|哪|几|如何|怎么|为什么|是否|吗", q)
+    return re.sub(QUESTION_END, "", q).endswith("呢") and not asks
 
 
 def rule_rewrite(previous: str, follow_up: str) -> str:

@@ -100,19 +100,29 @@ def _overlaps(a: ScoredSentence, b: ScoredSentence) -> bool:
 def _by_year(
     info: QuestionInfo, index: SearchIndex, scored: list[ScoredSentence]
 ) -> list[ScoredSentence]:
-    """One sentence per year the question names, from the article of that year when possible."""
+    """One sentence per year the question names: from the article dated that year, or
+    failing that, a sentence that mentions the year."""
     chosen: list[ScoredSentence] = []
     for year in dict.fromkeys(info.years):
+        free = [s for s in scored if not any(_overlaps(s, c) for c in chosen)]
+        dated = [s for s in free if (index.documents[s.doc].date or "").startswith(year)]
+        candidates = dated or [s for s in free if year in s.text]
+        if candidates:
+            chosen.append(candidates[0])
+    return chosen
 
-        def matches(s: ScoredSentence, y: str = year) -> bool:
-            date = index.documents[s.doc].date or ""
-            return date.startswith(y) or y in s.text
 
-        pick = next(
-            (s for s in scored if matches(s) and not any(_overlaps(s, c) for c in chosen)), None
-        )
-        if pick is not None:
-            chosen.append(pick)
+EACH_ARTICLE = ("两篇", "两文", "两则", "各篇", "both articles", "each article", "the two articles")
+
+
+def _by_document(scored: list[ScoredSentence]) -> list[ScoredSentence]:
+    """The best sentence of each of the two best-matching articles ("两篇文章分别...")."""
+    chosen: list[ScoredSentence] = []
+    for s in scored:
+        if s.doc not in {c.doc for c in chosen}:
+            chosen.append(s)
+        if len(chosen) == 2:
+            break
     return chosen
 
 
@@ -157,6 +167,10 @@ def select_evidence(
     if per_part:
         chosen = _by_part(per_part)
         if len(chosen) >= 2:
+            return Selection(chosen)
+    if any(cue in info.text.lower() for cue in EACH_ARTICLE):
+        chosen = _by_document(scored)
+        if len(chosen) == 2 and chosen[1].score >= best.score - 2 * JOIN_MARGIN:
             return Selection(chosen)
     chosen = [best]
     covered = set(sentence_terms(best.text)) & set(info.terms)

@@ -146,13 +146,6 @@ def test_english_off_topic_question_abstains_in_english(answerer: Answerer, ques
         "2023年阿里云峰会和2024年云栖大会分别在什么时候举办?",
         pytest.param(
             "2023年和2024年的文章中阿里云分别发布了什么?",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: rag/extractive.py _by_year() takes for 2023 the best sentence "
-                "that merely contains '2023' ('2023 年 8 月,阿里云成为国内首个…' in the 2024 "
-                "article) although 2023-article sentences are among the candidates; its "
-                "docstring promises the article of that year when possible",
-            ),
         ),
     ],
     ids=["ceo", "conferences", "announcements"],

@@ -347,13 +347,6 @@ def test_llm_abstention_is_an_unanswerable_answer(scripted: Scripted) -> None:
     assert "".join(d.text for d in result.deltas) == answer.answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Answerer.stream (rag/answer.py:110-115, `except LLMError` around `yield from "
-    "self._llm(...)`) falls back to extractive after the LLM's verified sentences were already "
-    "streamed, then streams the extractive text too: the deltas read 'LLM sentences + "
-    "extractive answer' and carry a marker [2] the final answer has no citation for",
-)
 def test_llm_dying_after_some_sentences_still_streams_the_final_answer(
     scripted: Scripted, bundled_index: SearchIndex
 ) -> None:

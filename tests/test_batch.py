@@ -130,13 +130,6 @@ def test_rerun_skips_ids_already_answered(resumed_run: Batch, first_run: Batch) 
     assert sum('"id": "datacenter"' in line for line in lines) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: run_batch (rag/batch.py:81) appends to an output file whose last line was cut "
-    "short without first ending or dropping that line, so the next answer is glued onto it: "
-    '\'{"id": "downloads", "quest{"id": "downloads", ...}\' is not JSON, so readers '
-    "of the file lose that answer and the next run answers it once more",
-)
 def test_rerun_after_a_partial_line_leaves_one_whole_json_line_per_id(
     resumed_run: Batch, sample_corpus: Path
 ) -> None:

@@ -98,13 +98,6 @@ def test_only_the_latest_question_is_borrowed() -> None:
         "How many servers can the Ulanqab data centre hold?",
         pytest.param(
             "通义千问三款主力模型最高降幅是多少呢?",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: needs_context() (rag/conversation.py:35) counts any question of up "
-                "to 20 characters ending in 呢 as a follow-up, so this complete question is "
-                "glued to the previous one ('阿里云2023年的市场份额是多少 "
-                "通义千问三款主力模型最高降幅是多少？') and retrieval searches for both",
-            ),
         ),
     ],
     ids=["short", "long", "english", "trailing-ne"],
