@@ -1,0 +1,423 @@
+"""HTTP throughput and latency of ``/api/search`` and ``/api/ask`` next to the in-process calls.
+
+Starts ``python -m rag serve`` on a free loopback port over an index of the bundled articles and
+drives it with an asyncio + httpx load generator at several concurrencies, a fixed number of
+requests each, questions from ``../shared/eval/dev.jsonl`` and ``bench/heldout.jsonl``. The
+same calls (``Retriever.retrieve``, ``Answerer.answer``) are timed in this process alternately
+with single HTTP requests, so their ratio is measured under the same machine load.
+
+Two workloads: ``repeated`` cycles through the questions as they are, so after the first pass
+the retriever's query-vector cache answers; ``unique`` appends a request number to each
+question, so every request embeds its query (the cost of a new question).
+
+    python bench/http_bench.py                      # writes bench/results/http.json
+    python bench/http_bench.py --workers 2 --omp-threads 1 --out /tmp/http-2w.json
+
+The load generator shares the machine with the server: on a small box its own CPU use is part
+of what is measured (the JSON records the core count and the load average).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTION_FILES = (ROOT.parent / "shared" / "eval" / "dev.jsonl", ROOT / "bench" / "heldout.jsonl")
+OUT = ROOT / "bench" / "results" / "http.json"
+ENDPOINTS = ("search", "ask")
+WORKLOADS = ("repeated", "unique")
+TOP_K = 5
+WARMUP = 5
+TARGETS = {
+    "http_p50_over_in_process_p50_max": 1.5,
+    "search_rps_at_c16_min": 150.0,
+    "search_p99_over_p50_at_c16_max": 5.0,
+}
+
+
+def read_questions(paths: Sequence[Path] = QUESTION_FILES) -> list[str]:
+    questions = []
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                questions.append(json.loads(line)["question"])
+    return questions
+
+
+class Questions:
+    """The questions in a fixed cycle; ``unique`` makes each one new to the query cache."""
+
+    def __init__(self, texts: Sequence[str], unique: bool) -> None:
+        self.texts = list(texts)
+        self.unique = unique
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        i = next(self._counter)
+        text = self.texts[i % len(self.texts)]
+        return f"{text} ({i})" if self.unique else text
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of ``values``."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary(seconds: Sequence[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {
+        "n": len(ms),
+        "p50_ms": round(statistics.median(ms), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
+
+
+def request_for(endpoint: str, question: str) -> tuple[str, dict[str, Any]]:
+    if endpoint == "search":
+        return "/api/search", {"query": question, "top_k": TOP_K}
+    return "/api/ask", {"question": question, "mode": "extractive"}
+
+
+# --- in-process next to sequential HTTP ---------------------------------------------------
+
+
+def local_calls(index_dir: Path) -> dict[str, Callable[[str], object]]:
+    """The calls the two routes make, in this process (builds the index if it is missing)."""
+    from rag.answer import Answerer
+    from rag.engine import load_engine
+    from rag.settings import Settings
+
+    engine = load_engine(Settings(index_dir=index_dir, llm_base_url=None), progress=True)
+    answerer = Answerer(engine, None)
+    return {
+        "search": lambda q: engine.retriever.retrieve(q, TOP_K),
+        "ask": lambda q: answerer.answer(q, "extractive"),
+    }
+
+
+def paired(
+    url: str, endpoint: str, call: Callable[[str], object], questions: Questions, n: int
+) -> dict[str, Any]:
+    """In-process call and HTTP request for the same question, alternately, one at a time.
+
+    Alternating puts both under the same machine load at the same moment, so their ratio
+    holds even when other work on the machine comes and goes.
+    """
+    import httpx
+
+    local: list[float] = []
+    remote: list[float] = []
+    # Repeated questions warm up with one full pass, so both caches hold every question.
+    warmup = WARMUP if questions.unique else len(questions.texts)
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for i in range(n + warmup):
+            question = questions.next()
+            path, body = request_for(endpoint, question)
+            started = time.perf_counter()
+            call(question)
+            middle = time.perf_counter()
+            response = client.post(path, json=body)
+            ended = time.perf_counter()
+            response.raise_for_status()
+            if i >= warmup:
+                local.append(middle - started)
+                remote.append(ended - middle)
+    a, b = summary(local), summary(remote)
+    return {
+        "endpoint": endpoint,
+        "workload": "unique" if questions.unique else "repeated",
+        "in_process": a,
+        "http": b,
+        "http_over_in_process_p50": round(b["p50_ms"] / a["p50_ms"], 2),
+    }
+
+
+# --- the server -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(
+    index_dir: Path, port: int, workers: int, env_extra: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(env_extra)
+    command = [sys.executable, "-m", "rag", "serve", "-q", "--index-dir", str(index_dir)]
+    command += ["--port", str(port), "--workers", str(workers)]
+    with log.open("wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the server was not ready within {timeout}s")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+# --- the load generator -----------------------------------------------------------------------
+
+
+def server_seconds(metrics: str, route: str) -> tuple[float, float]:
+    """(sum, count) of the server's own latency histogram for ``route``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = count = 0.0
+    for family in text_string_to_metric_families(metrics):
+        for s in family.samples:
+            if s.labels.get("route") != route:
+                continue
+            if s.name == "rag_http_request_seconds_sum":
+                total = s.value
+            elif s.name == "rag_http_request_seconds_count":
+                count = s.value
+    return total, count
+
+
+async def load(
+    url: str, endpoint: str, concurrency: int, questions: Questions, n: int
+) -> dict[str, Any]:
+    """Send ``n`` requests with ``concurrency`` in flight; latency is per request, client side."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    latencies: list[float] = []
+    errors: list[str] = []
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+        async def worker(budget: list[int], record: bool) -> None:
+            while budget[0] > 0:
+                budget[0] -= 1
+                path, body = request_for(endpoint, questions.next())
+                started = time.perf_counter()
+                try:
+                    status = (await client.post(path, json=body)).status_code
+                    problem = None if status == 200 else f"HTTP {status}"
+                except httpx.HTTPError as exc:
+                    problem = f"{type(exc).__name__}: {exc}"
+                if record:
+                    latencies.append(time.perf_counter() - started)
+                    if problem:
+                        errors.append(problem)
+
+        warmup = [2 * concurrency]
+        await asyncio.gather(*(worker(warmup, False) for _ in range(concurrency)))
+        route = request_for(endpoint, "")[0]
+        before = server_seconds((await client.get("/metrics")).text, route)
+        budget = [n]
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(budget, True) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+        after = server_seconds((await client.get("/metrics")).text, route)
+    served = after[1] - before[1]
+    return {
+        "endpoint": endpoint,
+        "workload": "unique" if questions.unique else "repeated",
+        "concurrency": concurrency,
+        "requests": n,
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:3],
+        "seconds": round(wall, 3),
+        "rps": round(n / wall, 1),
+        **summary(latencies),
+        # The server's own view (middleware to last byte). With several workers /metrics
+        # comes from one of them, so this is a sample of that worker only.
+        "server_mean_ms": round(1000 * (after[0] - before[0]) / served, 2) if served else None,
+    }
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the measured value and whether it was met."""
+    out = []
+    for pair in results["sequential"]:
+        limit = TARGETS["http_p50_over_in_process_p50_max"]
+        value = pair["http_over_in_process_p50"]
+        out.append(
+            {
+                "target": f"/api/{pair['endpoint']} ({pair['workload']}): "
+                f"HTTP p50 / in-process p50 <= {limit}",
+                "value": value,
+                "met": value <= limit,
+            }
+        )
+    for run in results["http"]:
+        if run["endpoint"] != "search" or run["concurrency"] != 16:
+            continue
+        rps, tail = TARGETS["search_rps_at_c16_min"], TARGETS["search_p99_over_p50_at_c16_max"]
+        ratio = round(run["p99_ms"] / run["p50_ms"], 2)
+        out += [
+            {
+                "target": f"/api/search ({run['workload']}) at c=16: req/s >= {rps:.0f}",
+                "value": run["rps"],
+                "met": run["rps"] >= rps,
+            },
+            {
+                "target": f"/api/search ({run['workload']}) at c=16: p99 / p50 <= {tail}",
+                "value": ratio,
+                "met": ratio <= tail,
+            },
+        ]
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "Sequential, one in-process call and one HTTP request in turn:",
+        "",
+        "| endpoint | workload | in-process p50 ms | in-process p99 ms | HTTP p50 ms "
+        "| HTTP p99 ms | HTTP p50 / in-process p50 |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for pair in results["sequential"]:
+        a, b = pair["in_process"], pair["http"]
+        lines.append(
+            f"| /api/{pair['endpoint']} | {pair['workload']} | {a['p50_ms']:.1f} "
+            f"| {a['p99_ms']:.1f} | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} "
+            f"| {pair['http_over_in_process_p50']:.2f} |"
+        )
+    lines += [
+        "",
+        "Concurrent HTTP load:",
+        "",
+        "| endpoint | workload | concurrency | requests | req/s | p50 ms | p99 ms | p99 / p50 "
+        "| server mean ms | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["http"]:
+        server = "-" if r["server_mean_ms"] is None else f"{r['server_mean_ms']:.1f}"
+        lines.append(
+            f"| /api/{r['endpoint']} | {r['workload']} | {r['concurrency']} | {r['requests']} "
+            f"| {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+            f"| {r['p99_ms'] / r['p50_ms']:.1f} | {server} | {r['errors']} |"
+        )
+    lines += ["", "Targets:", ""]
+    for v in results["verdicts"]:
+        lines.append(f"- {v['target']}: {v['value']} ({'met' if v['met'] else 'missed'})")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=300, help="per endpoint and concurrency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16, 32])
+    parser.add_argument(
+        "--sequential", type=int, default=150, help="in-process + HTTP pairs per endpoint"
+    )
+    parser.add_argument("--workload", choices=WORKLOADS, nargs="+", default=list(WORKLOADS))
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--omp-threads", type=int, help="OMP_NUM_THREADS for the server and this process"
+    )
+    parser.add_argument("--index-dir", type=Path, help="reuse this index (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--note", default="", help="free text stored with the results")
+    args = parser.parse_args(argv)
+    env_extra = {"RAG_LOG_LEVEL": "WARNING"}
+    if args.omp_threads:
+        # Read by the OpenMP runtime when the embedder's library loads: set it before that.
+        os.environ["OMP_NUM_THREADS"] = env_extra["OMP_NUM_THREADS"] = str(args.omp_threads)
+
+    texts = read_questions()
+    # One counter per workload for the whole run, so a unique question never comes back.
+    workloads = {w: Questions(texts, unique=w == "unique") for w in args.workload}
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "config": {
+            "requests": args.requests,
+            "sequential_pairs": args.sequential,
+            "questions": len(texts),
+            "workers": args.workers,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "top_k": TOP_K,
+            "note": args.note,
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
+        index_dir = args.index_dir or Path(tmp) / "index"
+        calls = local_calls(index_dir)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = Path(tmp) / "server.log"
+        server = start_server(index_dir, port, args.workers, env_extra, log)
+        try:
+            wait_ready(url, server)
+            results["sequential"] = []
+            results["http"] = []
+            for workload, questions in workloads.items():
+                for endpoint in ENDPOINTS:
+                    print(f"{workload} {endpoint}: in-process and HTTP in turn", file=sys.stderr)
+                    pair = paired(url, endpoint, calls[endpoint], questions, args.sequential)
+                    results["sequential"].append(pair)
+                    for concurrency in args.concurrency:
+                        print(f"{workload} {endpoint}: concurrency {concurrency}", file=sys.stderr)
+                        run = load(url, endpoint, concurrency, questions, args.requests)
+                        results["http"].append(asyncio.run(run))
+        except BaseException:
+            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise
+        finally:
+            stop_server(server)
+    results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["targets"] = TARGETS
+    results["verdicts"] = verdicts(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
