@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import jieba.posseg
+
 from rag.errors import LLMError
 from rag.llm import ChatClient
 from rag.question import detect_language
@@ -19,6 +21,7 @@ _YEAR = re.compile(r"(?:19|20)\d{2}\s*年?")
 MAX_FOLLOW_UP = 20
 QUESTION_END = "[?\uff1f]*$"
 QUESTION_MARK = {"en": "?", "zh": "\uff1f"}
+QUESTION_WORDS = r"什么|多少|谁|哪|几|如何|怎么|为什么|是否|吗"
 
 REWRITE_PROMPT = (
     "Rewrite the user's last question so that it can be understood without the conversation. "
@@ -35,7 +38,7 @@ def needs_context(question: str) -> bool:
     if starts:
         return True
     # "那吴泳铭呢?" leans on the previous question; "最高降幅是多少呢?" asks its own.
-    asks = re.search(r"什么|多少|谁|哪|几|如何|怎么|为什么|是否|吗", q)
+    asks = re.search(QUESTION_WORDS, q)
     return re.sub(QUESTION_END, "", q).endswith("呢") and not asks
 
 
@@ -53,7 +56,44 @@ def rule_rewrite(previous: str, follow_up: str) -> str:
     )
     core = re.sub(r"[呢吗]?" + QUESTION_END, "", core)
     base = re.sub(QUESTION_END, "", previous.strip())
-    return f"{base} {core}".strip() + QUESTION_MARK[detect_language(previous)]
+    mark = QUESTION_MARK[detect_language(previous)]
+    # A new subject ("那腾讯云呢?") takes over what was asked; a pronoun ("它的下载量呢?")
+    # keeps the old subject, so the two questions are joined instead.
+    pronoun = re.match(r"(它|他|她|其|他们|它们|该)", core)
+    asked = predicate(base) if detect_language(previous) == "zh" and not pronoun else None
+    if asked:
+        # "那通义千问呢?" after "X最高降价多少?" asks "通义千问最高降价多少?"
+        return f"{core}{asked}{mark}"
+    return f"{base} {core}".strip() + mark
+
+
+def predicate(question: str) -> str | None:
+    """What a Chinese question asks of its subject: "最高降价多少" in "X相比Y最高降价多少".
+
+    From the question word back to the last noun before it, so a follow-up naming a new
+    subject can ask the same thing of it.
+    """
+    words = jieba.posseg.lcut(question)
+    asking = [i for i, (w, _) in enumerate(words) if re.search(QUESTION_WORDS, w)]
+    if not asking:
+        return None
+    start = asking[-1]
+
+    def noun(i: int) -> bool:
+        return words[i].flag.startswith(("n", "r", "eng"))
+
+    # Nouns right before the question word are the attribute asked ("降价多少", "份额是多少");
+    # then the verbs and modifiers before them, up to the subject's last noun.
+    def attribute(w: jieba.posseg.pair) -> bool:
+        common_noun = w.flag in ("n", "vn", "an") and len(w.word) > 1  # "份额", not "云"
+        return common_noun or w.flag == "uj" or w.word in ("是", "为", "有")
+
+    while start > 0 and attribute(words[start - 1]):
+        start -= 1
+    while start > 0 and not noun(start - 1):
+        start -= 1
+    text = "".join(w for w, _ in words[start:]).strip()
+    return text or None
 
 
 def standalone_question(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from rag.answer import Answerer
@@ -23,6 +24,16 @@ from rag.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def warm_up() -> None:
+    """Load jieba's dictionaries now, so the first request after /readyz is not slow."""
+    import jieba.posseg
+
+    from rag.tokens import tokenize
+
+    tokenize("预热")
+    jieba.posseg.lcut("预热")
+
+
 def _build_id(index_dir: Path) -> str | None:
     """Which build ``current`` points at (None while there is none)."""
     try:
@@ -34,8 +45,14 @@ def _build_id(index_dir: Path) -> str | None:
 class Service:
     """Holds the answerer; ``start`` loads it (building if needed) and starts the watcher."""
 
-    def __init__(self, settings: Settings, llm: ChatClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        llm: ChatClient | None = None,
+        on_swap: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
+        self.on_swap = on_swap
         self.llm = llm if llm is not None else chat_client(settings)
         self.embedder: Embedder | None = None
         self._answerer: Answerer | None = None
@@ -62,6 +79,7 @@ class Service:
         self.embedder = self.embedder or load_embedder(self.settings.embedder)
         config = index_config(self.settings)
         index = open_index(config, self.embedder, rebuild=True, progress=False)
+        warm_up()
         self._install(index)
 
     def _install(self, index: object) -> None:
@@ -88,6 +106,8 @@ class Service:
             try:
                 self._install(load_index(self.settings.index_dir))
                 self.swaps += 1
+                if self.on_swap is not None:
+                    self.on_swap()
             except Exception as exc:  # keep serving the old index whatever went wrong
                 log.warning("index swap failed", extra={"error": str(exc)})
 

@@ -146,12 +146,6 @@ def test_streamed_follow_up_reports_the_rewrite(oai: openai.OpenAI) -> None:
     assert rag["rewritten_question"] == "阿里云在2024年做了什么开源动作?"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rule_rewrite (rag/conversation.py) appends a follow-up naming a new subject to the "
-    "previous question ('…最高降价多少 通义千问三款主力模型？'); the old question's words win "
-    "retrieval, so the answer repeats the Universal 40% sentence instead of Qwen's 85%",
-)
 def test_follow_up_about_a_new_subject_cites_its_article(
     oai: openai.OpenAI, texts: dict[str, str]
 ) -> None:
@@ -417,12 +411,6 @@ def test_cors_with_keys_allows_keyed_requests(secured_server: LiveServer) -> Non
     assert response.headers["access-control-allow-origin"] == ORIGIN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GuardMiddleware (rag/api/app.py adds it last, so it runs before CORSMiddleware) "
-    "answers the browser's preflight OPTIONS, which never carries Authorization, with 401 "
-    "and no CORS headers: with RAG_API_KEYS set, no cross-origin page can call the API",
-)
 def test_cors_preflight_passes_when_keys_are_set(secured_server: LiveServer) -> None:
     preflight = _preflight(secured_server.url)
 

@@ -238,11 +238,6 @@ def test_the_server_swapped_to_the_new_build(swap_run: SwapRun) -> None:
     assert swap_run.swaps >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Service._watch (rag/service.py) counts swaps in Service.swaps, but nothing "
-    "increments Metrics.index_swaps (rag/api/metrics.py), so rag_index_swaps_total stays 0",
-)
 def test_the_swap_is_counted_in_metrics(swap_run: SwapRun) -> None:
     samples = {
         s.name: s.value

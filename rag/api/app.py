@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, llm: ChatClient | None = None) -> FastAPI:
     """Build the app; the index loads in the lifespan (``/readyz`` says when it is done)."""
     settings = settings or get_settings()
-    service = Service(settings, llm)
     metrics = Metrics()
+    service = Service(settings, llm, on_swap=metrics.index_swaps.inc)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -44,11 +44,14 @@ def error_response(
 def _describe(errors: list[Any]) -> str:
     parts = []
     for err in errors[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        loc = tuple(err.get("loc", ()))
+        where = ".".join(str(p) for p in loc if p != "body")
         msg = err.get("msg", "invalid")
         if err.get("type") == "json_invalid":
             msg = "the request body is not valid JSON"
             where = ""
+        elif loc == ("body",) and err.get("type") == "missing":
+            msg = "the request body is missing: send a JSON object"
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts) or "invalid request"
 
@@ -65,7 +68,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, str(exc.detail), code, getattr(exc, "headers", None))
+        message = str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in message:
+            # FastAPI's words when the body cannot be decoded (e.g. bytes that are not UTF-8).
+            message, code = "the request body is not valid UTF-8 JSON", "invalid_request"
+        return error_response(exc.status_code, message, code, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

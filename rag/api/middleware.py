@@ -66,6 +66,8 @@ class GuardMiddleware:
         path: str = scope["path"]
         if path in OPEN_PATHS or (scope["method"], path) in SELF_CHECKED:
             return True
+        if scope["method"] == "OPTIONS":
+            return True  # CORS preflights never carry credentials; the real request will
         if scope["method"] in ("GET", "HEAD") and (
             path == "/" or any(path.startswith(p) for p in OPEN_GET_PATHS[1:])
         ):

@@ -27,7 +27,7 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     """The fields we use; other OpenAI fields (temperature, n, ...) are accepted and ignored."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
@@ -46,7 +46,7 @@ class CitationOut(BaseModel):
 
 
 class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str
     mode: ModeField | None = None
@@ -69,7 +69,7 @@ class AnswerOut(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str
     top_k: int = Field(5, ge=1, le=50)
