@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -57,27 +58,6 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_batch(path: Path) -> list[tuple[str, str] | tuple[int, str]]:
-    """(id, question) pairs, or (line number, error) for lines that cannot be used."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"cannot read {path}: {exc}") from exc
-    items: list[tuple[str, str] | tuple[int, str]] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            qid, question = row["id"], row["question"]
-            if not isinstance(question, str) or not question.strip():
-                raise ValueError("empty question")
-            items.append((str(qid), question))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            items.append((number, f"{path}:{number}: {type(exc).__name__}: {exc}"))
-    return items
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     from rag.engine import load_engine
 
@@ -93,15 +73,15 @@ def cmd_search(args: argparse.Namespace) -> int:
                 print(f"[{rank}] {hit.score:.4f} {hit.doc} {hit.start}-{hit.end} {hit.title}")
                 print("    " + hit.text.replace("\n", "\n    "))
         return 0
-    failures = 0
-    for key, value in _read_batch(args.batch):
-        if isinstance(key, int):
-            print(value, file=sys.stderr)
-            failures += 1
-            continue
-        hits = engine.retriever.retrieve(value, args.k)
-        print(json.dumps({"id": key, "hits": [h.as_dict() for h in hits]}, ensure_ascii=False))
-    return 1 if failures else 0
+    from rag.batch import read_items
+
+    items, errors = read_items(args.batch)
+    for message in errors:
+        print(message, file=sys.stderr)
+    for item in items:
+        hits = engine.retriever.retrieve(item.question, args.k)
+        print(json.dumps({"id": item.id, "hits": [h.as_dict() for h in hits]}, ensure_ascii=False))
+    return 1 if errors else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -294,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rag: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `rag eval ... | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except ValidationError as exc:  # RAG_* settings or options that fail validation
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()

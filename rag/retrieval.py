@@ -61,6 +61,21 @@ def _overlap(a: Hit, b: Hit) -> int:
     return max(0, min(a.end, b.end) - max(a.start, b.start))
 
 
+def top_rows(scores: np.ndarray, pool: int) -> list[int]:
+    """Rows with a positive score, best first (ties by row), at most ``pool`` of them.
+
+    Partitions before sorting: on a large corpus most chunks share some query word, and
+    sorting all of them cost 16 ms per query at 100k chunks (bench/core_bench.py).
+    """
+    rows = np.flatnonzero(scores > 0)
+    if len(rows) > pool:
+        values = scores[rows]
+        kth = np.partition(values, len(values) - pool)[len(values) - pool]
+        rows = rows[values >= kth]
+    order = np.lexsort((rows, -scores[rows]))
+    return [int(i) for i in rows[order][:pool]]
+
+
 def rrf(rankings: list[list[int]], weights: list[float] | None = None) -> dict[int, float]:
     """Reciprocal-rank fusion of several ranked lists of row ids."""
     weights = weights or [1.0] * len(rankings)
@@ -126,9 +141,7 @@ class Retriever:
         dense_score = {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
         t2 = time.perf_counter()
         lexical = self.index.lexical.scores(query)
-        positive = np.flatnonzero(lexical > 0)
-        lexical_rank = [int(i) for i in positive[np.argsort(-lexical[positive], kind="stable")]]
-        lexical_rank = lexical_rank[:pool]
+        lexical_rank = top_rows(lexical, pool)
         sentence_best = self._sentence_best(qvec, dense_rank + lexical_rank)
         sentence_rank = sorted(sentence_best, key=lambda r: (-sentence_best[r], r))
         t3 = time.perf_counter()
