@@ -286,11 +286,6 @@ def test_openai_errors_use_the_openai_envelope(client: httpx.Client) -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="openapi.json documents FastAPI's default 422 HTTPValidationError ({'detail': [...]}) "
-    "for every body route, but errors.py answers 400 with {'error': {...}}",
-)
 def test_openapi_documents_the_errors_actually_sent(client: httpx.Client) -> None:
     responses = client.get("/openapi.json").json()["paths"][ASK]["post"]["responses"]
 

@@ -6,15 +6,19 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 
 from rag import __version__
 from rag.api.errors import install_error_handlers
 from rag.api.metrics import Metrics
 from rag.api.middleware import GuardMiddleware
 from rag.api.routes import api, openai, ops, web
+from rag.api.schemas import ERROR_RESPONSES
 from rag.llm import ChatClient
 from rag.service import Service
 from rag.settings import Settings, get_settings
@@ -42,7 +46,9 @@ def create_app(settings: Settings | None = None, llm: ChatClient | None = None) 
         version=__version__,
         summary="Cited answers from Chinese articles about Alibaba Cloud and Qwen",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
+    app.openapi = partial(_openapi_without_422, app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
@@ -66,6 +72,22 @@ def create_app(settings: Settings | None = None, llm: ChatClient | None = None) 
         metrics=metrics,
     )
     return app
+
+
+def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
+    """The schema, minus FastAPI's default 422 entries: validation errors are sent as 400
+    with the ``{"error": ...}`` body that ERROR_RESPONSES documents."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def app_from_env() -> FastAPI:

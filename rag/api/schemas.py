@@ -110,3 +110,23 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response: OpenAI's envelope, on every path."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Bad input: the message says what is wrong"},
+    401: {"model": ErrorBody, "description": "Missing or wrong API key (when keys are set)"},
+    413: {"model": ErrorBody, "description": "Request body over the size limit"},
+    503: {"model": ErrorBody, "description": "The index is still loading"},
+}
