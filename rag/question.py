@@ -19,9 +19,6 @@ Expectation = Literal["number", "time", "place", "person", "list", "reason", "ot
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
 _YEAR = re.compile(r"(?<![0-9])(?:19|20)[0-9]{2}(?![0-9])")
-_NUMBER = re.compile(
-    r"[0-9]+(?:\.[0-9]+)?%?|[一二三四五六七八九十百千万亿两半]+(?:分之[一二三四五六七八九十百千]+)?"
-)
 
 # Cue phrases per expected answer kind, Chinese and English, checked in this order.
 _CUES: list[tuple[Expectation, tuple[str, ...]]] = [
