@@ -47,8 +47,7 @@ class Selection:
 
 
 def _in_corpus(index: SearchIndex, word: str) -> bool:
-    lowered = word.lower()
-    return any(lowered in d.text.lower() for d in index.documents.values())
+    return word.lower() in index.lowered_text
 
 
 def unknown_entities(info: QuestionInfo, index: SearchIndex) -> list[str]:

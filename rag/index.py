@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,11 @@ class SearchIndex:
     sentences: list[Sentence]
     chunk_sentences: list[list[int]]  # per chunk row: its sentence rows, in order
     sentence_vectors: np.ndarray
+
+    @cached_property
+    def lowered_text(self) -> str:
+        """All articles, lower-cased, once: "is this word anywhere in the corpus?" checks."""
+        return "\n".join(d.text.lower() for d in self.documents.values())
 
     def sentence_text(self, row: int) -> str:
         s = self.sentences[row]

@@ -16,7 +16,7 @@ from pathlib import Path
 from rag.answer import Answerer
 from rag.embedding import Embedder, load_embedder
 from rag.engine import Engine, index_config
-from rag.index import current_path, load_index, open_index
+from rag.index import SearchIndex, current_path, load_index, open_index
 from rag.llm import ChatClient, chat_client
 from rag.retrieval import Retriever
 from rag.settings import Settings
@@ -82,11 +82,8 @@ class Service:
         warm_up()
         self._install(index)
 
-    def _install(self, index: object) -> None:
+    def _install(self, index: SearchIndex) -> None:
         assert self.embedder is not None
-        from rag.index import SearchIndex
-
-        assert isinstance(index, SearchIndex)
         engine = Engine(self.settings, self.embedder, index, Retriever(index, self.embedder))
         self._answerer = Answerer(engine, self.llm)  # one atomic reference swap
         self._build = index.path.name

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from rag.citations import Answer
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -47,10 +49,7 @@ class Metrics:
             "rag_index_swaps_total", "Hot swaps to a new index build", registry=r
         )
 
-    def observe_answer(self, answer: object) -> None:
-        from rag.citations import Answer
-
-        assert isinstance(answer, Answer)
+    def observe_answer(self, answer: Answer) -> None:
         self.answers.labels(answer.mode, str(answer.answerable).lower()).inc()
         self.retrieval.observe(answer.timings.get("retrieve", 0.0))
         if "llm" in answer.timings:

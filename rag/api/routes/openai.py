@@ -63,8 +63,7 @@ def _question(body: ChatRequest, service: Service, settings: Any) -> tuple[str, 
         raise InvalidInputError("the last message must be a user message with the question")
     question = check_question(users[-1], settings)
     history = [u.strip() for u in users[:-1] if u.strip()]
-    llm = service.llm if service.llm is not None else None
-    standalone, rewrite = standalone_question(history, question, llm)
+    standalone, rewrite = standalone_question(history, question, service.llm)
     mode = body.mode or modes[body.model] or service.answerer.default_mode
     return standalone, rewrite, mode
 
