@@ -1,13 +1,14 @@
-"""Load the article folder: decode each file, find its title and date, and mark debris.
+"""Load the article folder: decode each file, find its title and metadata, and mark debris.
 
 Scraped news pages carry navigation, share buttons, bylines and copyright footers around the
 article. They are recognised line by line with general rules (no per-site lists) and left out
-of :attr:`Document.body`; the text itself is kept byte-for-byte so offsets stay valid.
+of :attr:`Document.body`; the text itself is kept byte-for-byte so offsets stay valid. Bylines,
+datelines and front matter in the header, and bylines and copyright lines closing the article,
+are read into :attr:`Document.meta` by :mod:`rag.metadata`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import re
@@ -18,13 +19,24 @@ from pathlib import Path
 from typing import NamedTuple
 
 from rag.errors import CorpusError
+from rag.metadata import (
+    SENTENCE_PUNCT,
+    FrontMatter,
+    MetaField,
+    find_date,
+    is_byline,
+    is_dateline,
+    read_copyright,
+    read_front_matter,
+    read_line,
+    title_field,
+)
 from rag.sentences import strip_span
 
 ARTICLE_SUFFIXES = (".txt", ".md")
 TITLE_MAX_CHARS = 64
 
 _INVISIBLE = "\ufeff\u200b"  # a BOM or zero-width space is never content on its own
-_PUNCT = re.compile(r"[。！？!?；;，,]")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 # A title may ask or exclaim, but a line ending like a statement is a paragraph.
 _STATEMENT_END = ("。", "；", ";", "…", ".", "，", ",", "：", ":")
@@ -32,7 +44,8 @@ _STATEMENT_END = ("。", "；", ";", "…", ".", "，", ",", "：", ":")
 
 @dataclass(frozen=True)
 class Document:
-    """One article; ``body`` spans index into ``text``, the decoded file left untouched."""
+    """One article; ``body`` spans and ``meta`` offsets index into ``text``, the decoded file
+    left untouched. ``title`` and ``date`` (ISO) repeat the first title and date in ``meta``."""
 
     id: str
     path: Path
@@ -41,6 +54,7 @@ class Document:
     date: str | None
     body: tuple[tuple[int, int], ...]
     sha256: str
+    meta: tuple[MetaField, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,7 @@ def _parse(path: Path, doc_id: str, raw: bytes) -> Document:
         date=layout.date,
         body=layout.body,
         sha256=hashlib.sha256(raw).hexdigest(),
+        meta=layout.meta,
     )
 
 
@@ -166,12 +181,7 @@ class _Layout(NamedTuple):
     title: str | None
     date: str | None
     body: tuple[tuple[int, int], ...]
-
-
-class _FrontMatter(NamedTuple):
-    lines: int  # how many leading lines the block covers, delimiters included
-    title: str | None
-    date: str | None
+    meta: tuple[MetaField, ...]
 
 
 def _split_lines(text: str) -> list[_Line]:
@@ -188,24 +198,48 @@ def _split_lines(text: str) -> list[_Line]:
 def _lay_out(text: str, lines: list[_Line], *, markdown: bool) -> _Layout:
     """Classify lines into title, debris and content, then group content into body spans."""
     debris = [not line.blank and is_debris(line.text) for line in lines]
-    meta = _front_matter(lines) if markdown else _FrontMatter(0, None, None)
-    debris[: meta.lines] = [True] * meta.lines
+    spans = [(line.start, line.end) for line in lines]
+    front = read_front_matter(text, spans) if markdown else FrontMatter(0, ())
+    debris[: front.lines] = [True] * front.lines
     _cut_trailer(text, lines, debris)
 
+    meta = list(front.fields)
     # A title given in front matter leaves every line of the text where it is.
-    title_at = -1 if meta.title else _find_title(lines, debris, markdown)
-    title = meta.title or (_title_text(lines[title_at].text) if title_at >= 0 else None)
+    has_title = any(field.name == "title" for field in meta)
+    title_at = -1 if has_title else _find_title(lines, debris, markdown)
     if title_at >= 0:
         debris[title_at] = True
+        meta.append(title_field(text, lines[title_at].start, lines[title_at].end))
+    meta += _header_fields(text, lines, debris, skip={title_at, *range(front.lines)})
+    meta.sort(key=lambda field: field.start)
 
-    # The date is read from the header: debris lines above the first paragraph.
-    date = find_date(meta.date or "")
-    for i, line in enumerate(lines):
-        if date or not (line.blank or debris[i]):
-            break
-        if i != title_at:
-            date = find_date(line.text)
-    return _Layout(title, date, _body_spans(lines, debris))
+    title = next((f.value for f in meta if f.name == "title"), None)
+    dates = (find_date(f.value) for f in meta if f.name == "date")
+    return _Layout(title, next(filter(None, dates), None), _body_spans(lines, debris), tuple(meta))
+
+
+def _header_fields(
+    text: str, lines: list[_Line], debris: list[bool], *, skip: set[int]
+) -> list[MetaField]:
+    """Fields of the debris lines above the first paragraph, of the bylines after the last one
+    up to the footer (``（责任编辑:赵六）``), and of copyright lines in the footer. Bylines inside
+    the body are captions or data credits, and datelines below it belong to related-story
+    lists, so neither is read."""
+    content = [i for i, line in enumerate(lines) if not line.blank and not debris[i]]
+    if not content:
+        return []
+    fields: list[MetaField] = []
+    for i in range(content[0]):
+        if debris[i] and i not in skip:
+            fields += read_line(text, lines[i].start, lines[i].end)
+    footer = False
+    for line in lines[content[-1] + 1 :]:
+        footer = footer or _is_trailer(line.text)
+        if footer:
+            fields += read_copyright(text, line.start, line.end)
+        elif is_byline(line.text):
+            fields += read_line(text, line.start, line.end)
+    return fields
 
 
 def _body_spans(lines: list[_Line], debris: list[bool]) -> tuple[tuple[int, int], ...]:
@@ -239,30 +273,10 @@ def _looks_like_title(line: str) -> bool:
     return len(line) <= TITLE_MAX_CHARS and not line.endswith(_STATEMENT_END)
 
 
-def _title_text(line: str) -> str:
-    return re.sub(r"^#+\s*|\s+#+$", "", line) or line
-
-
-def _front_matter(lines: list[_Line]) -> _FrontMatter:
-    """A leading ``---`` YAML block is metadata, not article text; keep its title and date."""
-    if not lines or lines[0].text != "---":
-        return _FrontMatter(0, None, None)
-    close = next((i for i in range(1, min(len(lines), 40)) if lines[i].text in ("---", "...")), 0)
-    if not close:
-        return _FrontMatter(0, None, None)
-    fields = {}
-    for line in lines[1:close]:
-        key, sep, value = line.text.partition(":")
-        if sep:
-            fields[key.strip().lower()] = value.strip().strip("\"'") or None
-    return _FrontMatter(close + 1, fields.get("title"), fields.get("date"))
-
-
 # --- debris rules -------------------------------------------------------------------------
 # Each rule looks at one stripped line. Half- and full-width punctuation are both accepted
 # because scraped Chinese pages mix them freely.
 
-_SEP = r"[|｜丨:：/／]"
 _CRUMB_SEP = re.compile(r"\s*(?:[|｜>＞»›<‹«←→]|&gt;|&lt;)+\s*")
 _NAVIGATION = re.compile(
     r"(?:[<‹«←]\s*)?返回\S{0,6}$"  # 返回更多, <返回首页
@@ -273,19 +287,6 @@ _SHARE = re.compile(
     r"|打印(?:本页|本文|此文)|关闭(?:窗口|本页)|字号\s*[:：])"
     r"|(?:分享|收藏|打印|评论|点赞|转发|在看)$"
 )
-_BYLINE_LABELS = (
-    r"(?:本报|本刊|特约)?记者|作者|通讯员|(?:责任|主|值班)?编辑|责编|编者|撰文|文字?|出品"
-    r"|策划|监制|统筹|视觉|设计|摄影|图|(?:头|题|配|封面)图|图片|(?:图片|数据|资料|信息)?来源"
-    r"|来自|出处|稿源|原标题|原文(?:链接|地址)|(?:发布|发表|更新)(?:时间|日期)|时间|日期"
-    r"|校对|审核|审校|排版|翻译|编译|转载"
-)
-_BYLINE = re.compile(rf"[(（【\[]?\s*(?:{_BYLINE_LABELS})\s*{_SEP}")
-_BYLINE_SPACED = re.compile(r"(?:(?:本报|特约)?记者|作者|编辑|责任编辑|撰文|摄影)\s+\S{1,10}$")
-_DATE = re.compile(
-    r"(?<!\d)(\d{4})(?:([-/.])(\d{1,2})\2(\d{1,2})|\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号])"
-    r"(?!\d)(?:\s*\d{1,2}[:：]\d{2}(?:[:：]\d{2})?)?"
-)
-_DATE_SEP = " \t|｜丨·•/／-—:："
 _TRAILER_START = re.compile(
     r"[^\w]*?(?:免责声明|版权声明|特别声明|声明\s*[:：]|转载请注明|(?:禁止|谢绝|请勿)转载"
     r"|未经(?:授权|许可|允许).{0,20}转载|阅读原文|原文链接)"
@@ -303,21 +304,8 @@ _TRAILER_ANYWHERE = re.compile(
 def is_debris(line: str) -> bool:
     """Whether a stripped line is page furniture rather than article text."""
     return any(
-        rule(line) for rule in (_is_navigation, _is_share, _is_byline, _is_dateline, _is_trailer)
+        rule(line) for rule in (_is_navigation, _is_share, is_byline, is_dateline, _is_trailer)
     )
-
-
-def find_date(text: str) -> str | None:
-    """The first real calendar date in ``text`` as ISO ``YYYY-MM-DD``, if any."""
-    for match in _DATE.finditer(text):
-        year, _, month, day, cn_month, cn_day = match.groups()
-        try:
-            date = dt.date(int(year), int(month or cn_month), int(day or cn_day))
-        except ValueError:
-            continue
-        if 1900 <= date.year <= 2100:
-            return date.isoformat()
-    return None
 
 
 def _is_navigation(line: str) -> bool:
@@ -327,7 +315,7 @@ def _is_navigation(line: str) -> bool:
         return False
     if _CRUMB_SEP.search(line):
         items = [item for item in _CRUMB_SEP.split(line) if item]
-        return all(len(item) <= 8 and not _PUNCT.search(item) for item in items)
+        return all(len(item) <= 8 and not SENTENCE_PUNCT.search(item) for item in items)
     # A menu: four or more tiny items separated by spaces (首页 新闻 科技 财经), mostly Chinese
     # so that a short English phrase is not mistaken for one.
     words = line.split()
@@ -335,38 +323,12 @@ def _is_navigation(line: str) -> bool:
         len(words) >= 4
         and all(len(w) <= 4 for w in words)
         and sum(bool(_CJK.search(w)) for w in words) >= 3
-        and not _PUNCT.search(line)
+        and not SENTENCE_PUNCT.search(line)
     )
 
 
 def _is_share(line: str) -> bool:
-    return len(line) <= 30 and not _PUNCT.match(line[-1]) and bool(_SHARE.match(line))
-
-
-def _is_byline(line: str) -> bool:
-    if len(line) > 100 or line.endswith(("。", "；", ";")):
-        return False
-    return bool(_BYLINE.match(line) or _BYLINE_SPACED.match(line))
-
-
-def _is_dateline(line: str) -> bool:
-    """A date alone, or a date and a short source name (``2023-04-12  虎嗅APP``)."""
-    if len(line) > 48:
-        return False
-    matches = [m for m in _DATE.finditer(line) if find_date(m.group())]
-    if not matches:
-        return False
-    head, tail = matches[0], matches[-1]
-    if head.start() == 0:
-        rest = line[head.end() :]
-        joined = not rest or rest[0].isspace() or rest[0] in _DATE_SEP
-    elif tail.end() == len(line):
-        rest = line[: tail.start()]
-        joined = rest[-1].isspace() or rest[-1] in _DATE_SEP
-    else:
-        return False
-    rest = rest.strip(_DATE_SEP + "\xa0\u3000")
-    return joined and len(rest) <= 24 and not _PUNCT.search(rest)
+    return len(line) <= 30 and not SENTENCE_PUNCT.match(line[-1]) and bool(_SHARE.match(line))
 
 
 def _is_trailer(line: str) -> bool:

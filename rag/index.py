@@ -14,20 +14,22 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from rag.chunking import Chunk, chunk_corpus
-from rag.corpus import Corpus, load_corpus
+from rag.corpus import Corpus, Document, load_corpus
 from rag.embedding import Embedder
 from rag.errors import IndexMismatchError, IndexMissingError
 from rag.lexical import LexicalIndex
 from rag.manifest import DocumentInfo, Manifest, SkippedInfo
+from rag.metadata import MetaField
 from rag.sentences import split_sentences
 from rag.vectors import VectorIndex, choose_kind
 
@@ -40,12 +42,20 @@ EMBED_BATCH = 32
 
 @dataclass(frozen=True)
 class StoredDocument:
-    """An article as indexed: its original text is what citation offsets point into."""
+    """An article as indexed: its original text is what citation offsets point into, those of
+    its metadata fields included."""
 
     id: str
     title: str
     date: str | None
     text: str
+    meta: tuple[MetaField, ...] = ()
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StoredDocument:
+        """A ``documents.jsonl`` row; builds made before metadata was stored have none."""
+        meta = tuple(MetaField(**field) for field in row.get("meta", ()))
+        return cls(row["id"], row["title"], row["date"], row["text"], meta)
 
 
 @dataclass(frozen=True)
@@ -228,10 +238,7 @@ def build_index(
     _write_jsonl(tmp / "chunks.jsonl", (asdict(c) for c in chunks))
     _write_jsonl(tmp / "sentences.jsonl", (asdict(s) for s in sentences))
     (tmp / "chunk_sentences.json").write_text(json.dumps(chunk_sentences), encoding="utf-8")
-    _write_jsonl(
-        tmp / "documents.jsonl",
-        ({"id": d.id, "title": d.title, "date": d.date, "text": d.text} for d in corpus.documents),
-    )
+    _write_jsonl(tmp / "documents.jsonl", (_document_row(d) for d in corpus.documents))
     per_doc: dict[str, int] = {}
     for chunk in chunks:
         per_doc[chunk.doc] = per_doc.get(chunk.doc, 0) + 1
@@ -245,7 +252,13 @@ def build_index(
         corpus_fingerprint=corpus.fingerprint(),
         documents=[
             DocumentInfo(
-                id=d.id, title=d.title, date=d.date, sha256=d.sha256, chunks=per_doc.get(d.id, 0)
+                id=d.id,
+                title=d.title,
+                date=d.date,
+                author=_first(d.meta, "author"),
+                source=_first(d.meta, "source"),
+                sha256=d.sha256,
+                chunks=per_doc.get(d.id, 0),
             )
             for d in corpus.documents
         ],
@@ -273,6 +286,20 @@ def build_index(
     return manifest
 
 
+def _document_row(doc: Document) -> dict[str, object]:
+    return {
+        "id": doc.id,
+        "title": doc.title,
+        "date": doc.date,
+        "text": doc.text,
+        "meta": [asdict(field) for field in doc.meta],
+    }
+
+
+def _first(meta: Sequence[MetaField], name: str) -> str | None:
+    return next((field.value for field in meta if field.name == name), None)
+
+
 def _write_jsonl(path: Path, rows: Iterator[dict[str, object]]) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:
@@ -293,7 +320,7 @@ def load_index(index_dir: Path) -> SearchIndex:
     manifest = Manifest.read(path / "manifest.json")
     chunks = [Chunk(**row) for row in _read_jsonl(path / "chunks.jsonl")]  # type: ignore[arg-type]
     documents = {
-        str(row["id"]): StoredDocument(**row)  # type: ignore[arg-type]
+        str(row["id"]): StoredDocument.from_row(row)
         for row in _read_jsonl(path / "documents.jsonl")
     }
     vectors = VectorIndex.load(path / "vectors.faiss")

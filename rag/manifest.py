@@ -9,13 +9,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: documents carry header metadata with offsets
 
 
 class DocumentInfo(BaseModel):
     id: str
     title: str
     date: str | None
+    author: str | None = None  # the first of each; manifests from before metadata have none
+    source: str | None = None
     sha256: str
     chunks: int
 

@@ -3,6 +3,8 @@ atomic publishing under a killed build, and skipped files."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -364,3 +366,41 @@ def test_a_killed_build_leaves_the_previous_index_serving(
     assert manifest.chunk_count == len(rebuilt.chunks)
     assert not any(name.startswith(".tmp-") for name in builds_in(index_dir))
     assert builds_in(index_dir) == {before.path.name, rebuilt.path.name}
+
+
+def test_metadata_is_stored_and_older_builds_still_load(
+    bundled_index: SearchIndex, tmp_path: Path
+) -> None:
+    """Documents keep their metadata fields; a build written before metadata was stored
+    (documents.jsonl without ``meta``, manifest without author/source) loads with none."""
+    corpus = load_corpus(Path(bundled_index.manifest.corpus_dir))
+    for doc in corpus.documents:
+        stored = bundled_index.documents[doc.id]
+        assert stored.meta == doc.meta != ()
+        assert all(stored.text[f.start : f.end] == f.value for f in stored.meta)
+    infos = {d.id: (d.author, d.source) for d in bundled_index.manifest.documents}
+    assert infos == {
+        "000_64977604fa216111.txt": ("齐健", "虎嗅APP"),
+        "001_bc9c23b05ece68e4.txt": ("赵赛坡", None),
+    }
+
+    old = tmp_path / "index"
+    shutil.copytree(bundled_index.path, old / "builds" / "old")
+    (old / "current").symlink_to(Path("builds") / "old")
+    documents = old / "builds" / "old" / "documents.jsonl"
+    rows = [json.loads(line) for line in documents.read_text(encoding="utf-8").splitlines()]
+    documents.write_text(
+        "".join(json.dumps({k: v for k, v in row.items() if k != "meta"}) + "\n" for row in rows),
+        encoding="utf-8",
+    )
+    manifest = json.loads((old / "current" / "manifest.json").read_text(encoding="utf-8"))
+    for info in manifest["documents"]:
+        del info["author"], info["source"]
+    (old / "current" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+    loaded = load_index(old)
+    assert [d.meta for d in loaded.documents.values()] == [(), ()]
+    assert [d.title for d in loaded.documents.values()] == [
+        d.title for d in bundled_index.documents.values()
+    ]
+    assert all(d.author is None for d in loaded.manifest.documents)
