@@ -1,0 +1,149 @@
+"""Short answers with the shipped span model and real jieba, on the bundled articles."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.answering import span
+from rag.answering.qa_sets import DEFAULT_DATA_DIR
+from rag.answering.train_span import main as train_main
+from rag.corpus import Document, load_document
+from rag.sentences import split_sentences
+from rag.settings import BUNDLED_CORPUS
+
+DOC_2023 = "000_64977604fa216111.txt"  # dated 2023-04-12
+DOC_2024 = "001_bc9c23b05ece68e4.txt"  # dated 2024-09-21
+
+
+@pytest.fixture(scope="module")
+def docs() -> dict[str, Document]:
+    return {name: load_document(BUNDLED_CORPUS / name) for name in (DOC_2023, DOC_2024)}
+
+
+def sentence_with(doc: Document, words: str) -> tuple[int, int]:
+    """Offsets of the sentence of ``doc`` holding ``words``."""
+    at = doc.text.index(words)
+    return next((s, e) for s, e in split_sentences(doc.text) if s <= at < e)
+
+
+def test_number_question_gives_the_percentage(docs: dict[str, Document]) -> None:
+    doc = docs[DOC_2023]
+    start, end = sentence_with(doc, "阿里云在2022年占中国云市场份额的36%")
+    short = span.short_answer(
+        "阿里云在2022年占中国云市场份额的多少?", doc.text, start, end, doc=doc.id, date=doc.date
+    )
+    assert short is not None
+    assert short.text == "36%"
+    assert doc.text[short.start : short.end] == short.text
+    assert start <= short.start < short.end <= end
+    assert short.doc == doc.id
+    assert short.resolved is None
+    assert 0 < short.score <= 1
+
+
+def test_who_question_gives_the_title_or_nothing(docs: dict[str, Document]) -> None:
+    """The sentence names 张勇 by his titles; a fragment such as "阿里巴巴" would be wrong."""
+    doc = docs[DOC_2023]
+    start, end = sentence_with(doc, "阿里云智能集团CEO张勇说")
+    short = span.short_answer("张勇是谁?", doc.text, start, end, doc=doc.id)
+    titles = {
+        "阿里巴巴集团董事会主席兼CEO、阿里云智能集团CEO",
+        "阿里巴巴集团董事会主席兼CEO",
+        "阿里云智能集团CEO",
+    }
+    assert short is None or short.text in titles
+
+
+def test_offsets_are_exact_for_every_sentence(docs: dict[str, Document]) -> None:
+    for doc in docs.values():
+        for start, end in split_sentences(doc.text)[:80]:
+            short = span.short_answer("这是多少?", doc.text, start, end, doc=doc.id)
+            if short is not None:
+                assert doc.text[short.start : short.end] == short.text
+                assert start <= short.start < short.end <= end
+
+
+def test_non_factoid_questions_get_no_short_answer(docs: dict[str, Document]) -> None:
+    doc = docs[DOC_2023]
+    start, end = sentence_with(doc, "阿里云在2022年占中国云市场份额的36%")
+    assert (
+        span.short_answer("为什么阿里云的市场份额最高?", doc.text, start, end, doc=doc.id) is None
+    )
+    assert span.span_score("为什么阿里云的市场份额最高?", doc.text, start, end) == 0.0
+    assert not span.is_factoid("阿里云如何降低大模型的训练成本?")
+    assert span.is_factoid("通义千问是哪家公司发布的?")
+    assert span.is_factoid("How many tokens does the model support?")
+
+
+@pytest.mark.parametrize(
+    ("words", "article_date", "resolved"),
+    [
+        ("今年6月", "2023-04-12", "2023年6月"),
+        ("今年 6 月", "2024-09-21", "2024年6月"),
+        ("去年", "2023-04-12", "2022年"),
+        ("本月11日", "2023-04-12", "2023年4月11日"),
+        ("上月3日", "2023-01-12", "2022年12月3日"),
+        ("2022年", "2023-04-12", None),
+        ("4月11日", "2023-04-12", None),
+        ("今年6月", None, None),
+    ],
+)
+def test_relative_dates_resolve_against_the_article_date(
+    words: str, article_date: str | None, resolved: str | None
+) -> None:
+    assert span.resolve_date(words, article_date) == resolved
+
+
+def test_when_question_resolves_the_relative_date(docs: dict[str, Document]) -> None:
+    doc = docs[DOC_2024]
+    start, end = sentence_with(doc, "今年 6 月,阿里云发布开源模型")
+    short = span.short_answer(
+        "阿里云什么时候发布了开源模型Qwen2?", doc.text, start, end, doc=doc.id, date=doc.date
+    )
+    assert short is not None
+    assert short.text == "今年 6 月"
+    assert short.resolved == "2024年6月"
+
+
+def test_shipped_model_reproduces_the_training_scores() -> None:
+    meta = json.loads((span.MODEL_DIR / "span.json").read_text(encoding="utf-8"))
+    assert tuple(meta["features"]) == span.FEATURES
+    model = span.load_model()
+    assert model.threshold == meta["threshold"]
+    assert len(meta["fixed_examples"]) >= 4
+    for example in meta["fixed_examples"]:
+        best = span.best_span(example["question"], example["sentence"], model)
+        assert best is not None
+        s, e, score = best
+        assert example["sentence"][s:e] == example["span"]
+        assert score == pytest.approx(example["score"], abs=1e-9)
+
+
+def test_a_call_takes_a_few_milliseconds(docs: dict[str, Document]) -> None:
+    doc = docs[DOC_2024]
+    sentences = split_sentences(doc.text)[:40]
+    span.short_answer("多少?", doc.text, *sentences[0], doc=doc.id)  # model load
+    began = time.perf_counter()
+    for start, end in sentences:
+        span.short_answer("阿里云投入了多少资金?", doc.text, start, end, doc=doc.id)
+    assert (time.perf_counter() - began) / len(sentences) < 0.05  # generous for shared CI
+
+
+@pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason="needs ../shared/data")
+def test_training_script_runs_on_a_sample(tmp_path: Path) -> None:
+    began = time.perf_counter()
+    train_main(["--sample", "120", "--rounds", "60", "--out", str(tmp_path)])
+    assert time.perf_counter() - began < 60
+    meta = json.loads((tmp_path / "span.json").read_text(encoding="utf-8"))
+    assert meta["features"] == list(span.FEATURES)
+    assert meta["training"]["sample_paragraphs"] == 120
+    assert 0 < meta["threshold"] <= 1
+    model = span.load_model(tmp_path)
+    for example in meta["fixed_examples"]:
+        best = span.best_span(example["question"], example["sentence"], model)
+        assert best is not None
+        assert best[2] == pytest.approx(example["score"], abs=1e-9)
