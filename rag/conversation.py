@@ -8,6 +8,7 @@ and the rule is the fallback.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
@@ -15,7 +16,10 @@ import jieba.posseg
 
 from rag.errors import LLMError
 from rag.llm import ChatClient
+from rag.markup import strip_markup
 from rag.question import detect_language
+
+log = logging.getLogger(__name__)
 
 _YEAR = re.compile(r"(?:19|20)\d{2}\s*年?")
 MAX_FOLLOW_UP = 20
@@ -96,6 +100,21 @@ def predicate(question: str) -> str | None:
     return text or None
 
 
+def usable_rewrite(reply: str, question: str, previous: str) -> str | None:
+    """The model's first line as a plain-text question, or None when it is not one.
+
+    The rewrite becomes the question we retrieve with and echo back, so markup goes and a
+    reply that is empty, rambling or a paragraph is refused in favour of the rules.
+    """
+    lines = [line.strip() for line in strip_markup(reply).splitlines() if line.strip()]
+    if not lines:
+        return None
+    rewritten = lines[0]
+    if len(rewritten) > 4 * max(len(question), len(previous)):
+        return None
+    return rewritten
+
+
 def standalone_question(
     history: Sequence[str], question: str, llm: ChatClient | None = None
 ) -> tuple[str, str | None]:
@@ -108,10 +127,11 @@ def standalone_question(
         messages += [{"role": "user", "content": h} for h in history[-3:]]
         messages.append({"role": "user", "content": question})
         try:
-            rewritten = llm.complete(messages).strip().splitlines()[0].strip()
-            if 0 < len(rewritten) <= 4 * max(len(question), len(previous)):
-                return rewritten, rewritten
-        except (LLMError, IndexError):
-            pass
+            rewritten = usable_rewrite(llm.complete(messages), question, previous)
+        except LLMError as exc:
+            log.info("follow-up rewrite by rules", extra={"reason": exc.message})
+            rewritten = None
+        if rewritten:
+            return rewritten, rewritten
     rewritten = rule_rewrite(previous, question)
     return rewritten, rewritten

@@ -2,8 +2,11 @@
 
 Small models drop, misplace or invent ``[n]`` markers, so the markers are only a hint: each
 reply sentence is aligned to the source sentence that best supports it (dense similarity plus
-word overlap, the same signals as extractive evidence), and cited there. Sentences with no
-support are reported, and left out of the answer when others are supported.
+word overlap, the same signals as extractive evidence), and cited there. Then every clause
+must state only what that sentence (or another passage sentence, cited too) and the question
+state: numbers, names, words, direction and negation (:mod:`rag.facts`). A failing trailing
+clause is cut; otherwise the sentence is dropped. Whatever goes is reported with the check it
+failed. Markup is removed first (:mod:`rag.markup`), so answers are plain text.
 """
 
 from __future__ import annotations
@@ -16,14 +19,24 @@ import numpy as np
 from rag.citations import Citation, make_citation
 from rag.embedding import Embedder
 from rag.evidence import candidate_rows, overlap_score
+from rag.facts import (
+    CLAUSE_BREAK,
+    Support,
+    check_clause,
+    contradiction,
+    coverage,
+    quantities,
+    split_clauses,
+    squash,
+)
 from rag.index import SearchIndex
+from rag.markup import strip_markup
 from rag.question import detect_language
 from rag.retrieval import Hit
 from rag.sentences import split_sentences
 from rag.tokens import tokenize
 
 MARKERS = re.compile(r"\s*(?:[\[【]\s*\d{1,2}(?:\s*[,,、]\s*\d{1,2})*\s*[\]】])+")
-NUMBERS = re.compile(r"\d+(?:\.\d+)?")
 ABSTAIN_PHRASES = (
     "文中未提及",
     "未提及",
@@ -43,6 +56,13 @@ SUPPORT_OVERLAP = 0.4
 SUPPORT_MIN = 1.05
 # Keep the model's own choice of passage when its best sentence is this close to the best.
 KEEP_MODEL_CHOICE = 0.03
+# A clause the chosen sentence does not support may be supported by one of this many next-best
+# sentences, which is then cited as well.
+ALTERNATIVES = 4
+SENTENCE_END = "。.!?！？"
+# A sentence cut after its supported clauses must keep at least this share of its text;
+# otherwise the stub left ("截至2024年9月中旬。") is dropped with the rest.
+MIN_KEPT = 0.5
 
 
 @dataclass
@@ -57,15 +77,18 @@ class Verified:
 
 
 def split_reply(reply: str) -> list[tuple[str, set[int]]]:
-    """Reply sentences with their markers removed, and the passage numbers each one cited."""
+    """Reply sentences with their markers and markup removed, and the passages each one cited."""
+    reply = strip_markup(reply)
     pieces: list[tuple[str, set[int]]] = []
     clean_parts: list[str] = []
     marks: list[tuple[int, set[int]]] = []
     pos = 0
     length = 0
     for match in MARKERS.finditer(reply):
-        clean_parts.append(reply[pos : match.start()])
-        length += match.start() - pos
+        # A line break the marker swallowed still separates what is on either side.
+        kept = reply[pos : match.start()] + ("\n" if "\n" in match.group() else "")
+        clean_parts.append(kept)
+        length += len(kept)
         marks.append((length, {int(n) for n in re.findall(r"\d+", match.group())}))
         pos = match.end()
     clean_parts.append(reply[pos:])
@@ -84,16 +107,27 @@ def split_reply(reply: str) -> list[tuple[str, set[int]]]:
     return pieces
 
 
+def unsupported_entry(text: str, check: str) -> str:
+    """How a dropped sentence or cut clause is reported: its text and the check it failed."""
+    return f"{text.strip()} (check failed: {check})"
+
+
 def is_abstention(reply: str) -> bool:
     return any(p in reply.lower() for p in ABSTAIN_PHRASES) and len(reply) < 80
 
 
 class Verifier:
-    """Checks reply sentences one at a time, so a streamed reply can be verified as it comes."""
+    """Checks reply sentences one at a time, so a streamed reply can be verified as it comes.
 
-    def __init__(self, hits: list[Hit], index: SearchIndex, embedder: Embedder) -> None:
+    ``question`` may be used for names and words (not numbers: its premise may be false).
+    """
+
+    def __init__(
+        self, hits: list[Hit], index: SearchIndex, embedder: Embedder, question: str = ""
+    ) -> None:
         self.index = index
         self.embedder = embedder
+        self.question = question
         self.candidates = [row for row, _ in candidate_rows(index, [h.row for h in hits])]
         self.passage_of: dict[int, set[int]] = {}
         for n, hit in enumerate(hits, 1):
@@ -103,11 +137,12 @@ class Verifier:
         self.cited: dict[int, Citation] = {}
         self.supported: list[str] = []
         self.unsupported: list[str] = []
+        self.dropped = 0
 
     def check(self, text: str, cited: set[int]) -> str | None:
-        """The sentence with its verified marker, or None when the passages do not support it."""
+        """The sentence (or its supported part) with verified markers, or None when dropped."""
         if not self.candidates:
-            self.unsupported.append(text)
+            self._drop(text, "no passages")
             return None
         sims = self.vectors @ self.embedder.embed_queries([text])[0]
         terms = tuple(dict.fromkeys(tokenize(text)))
@@ -120,7 +155,7 @@ class Verifier:
         )
         best = int(support.argmax())
         if support[best] < SUPPORT_MIN:
-            self.unsupported.append(text)
+            self._drop(text, "no passage sentence is close to it")
             return None
         in_cited = [
             i for i, r in enumerate(self.candidates) if self.passage_of.get(r, set()) & cited
@@ -128,20 +163,64 @@ class Verifier:
         choice = max(in_cited, key=lambda i: support[i], default=best)
         if support[choice] < support[best] - KEEP_MODEL_CHOICE:
             choice = best  # the model pointed at the wrong passage
-        row = self.candidates[choice]
-        source = re.sub(r"\s", "", self.index.sentence_text(row))
-        if any(n not in source for n in NUMBERS.findall(text)):
-            self.unsupported.append(text)  # a number the cited sentence does not state
-            return None
-        if row not in self.cited:
-            s = self.index.sentences[row]
-            self.cited[row] = make_citation(self.index, len(self.cited) + 1, s.doc, s.start, s.end)
-        out = f"{text}[{self.cited[row].id}]"
+        ranked = [int(i) for i in np.argsort(-support)[: ALTERNATIVES + 1] if i != choice]
+        rows = [self.candidates[choice]]
+        alternatives = [self.candidates[i] for i in ranked]
+        clauses = split_clauses(text)
+        for n, clause in enumerate(clauses):
+            problem = self._problem(clause, [rows[0]])
+            if problem and not contradiction(problem):
+                # Another sentence may state this clause: one that covers it better.
+                primary = coverage(clause, self.index.sentence_text(rows[0]))
+                for row in alternatives:
+                    if coverage(clause, self.index.sentence_text(row)) <= primary:
+                        continue
+                    if self._problem(clause, [row]) is None:
+                        problem = None
+                        if row not in rows:
+                            rows.append(row)
+                        break
+            if problem is None:
+                continue
+            kept = "".join(clauses[:n])
+            if len(squash(kept)) < MIN_KEPT * len(squash(text)):
+                self._drop(text, problem)  # what would be left does not stand on its own
+                return None
+            # The clauses before this one stand on their own: keep them, report the rest.
+            rest = "".join(clauses[n:])
+            self.unsupported.append(unsupported_entry(rest, problem))
+            text = _end_sentence(kept, text)
+            rows = [r for r in rows if self._uses(r, text)] or rows[:1]
+            break
+        markers = "".join(f"[{self._cite(row).id}]" for row in rows)
+        out = f"{text}{markers}"
         self.supported.append(out)
         return out
 
+    def _problem(self, clause: str, rows: list[int]) -> str | None:
+        sources = tuple(self.index.sentence_text(r) for r in rows)
+        docs = {self.index.sentences[r].doc for r in rows}
+        dates = " ".join(self.index.documents[d].date or "" for d in docs)
+        titles = "".join(self.index.documents[d].title for d in docs)
+        support = Support(sources, self.question + titles, tuple(quantities(dates)))
+        return check_clause(clause, support)
+
+    def _uses(self, row: int, text: str) -> bool:
+        """Whether ``text`` still needs ``row`` (after a cut, an added source may be unused)."""
+        return any(self._problem(c, [row]) is None for c in split_clauses(text))
+
+    def _cite(self, row: int) -> Citation:
+        if row not in self.cited:
+            s = self.index.sentences[row]
+            self.cited[row] = make_citation(self.index, len(self.cited) + 1, s.doc, s.start, s.end)
+        return self.cited[row]
+
+    def _drop(self, text: str, check: str) -> None:
+        self.unsupported.append(unsupported_entry(text, check))
+        self.dropped += 1
+
     def result(self, joiner: str) -> Verified:
-        total = len(self.supported) + len(self.unsupported)
+        total = len(self.supported) + self.dropped
         return Verified(
             joiner.join(self.supported),
             list(self.cited.values()),
@@ -150,15 +229,24 @@ class Verifier:
         )
 
 
+def _end_sentence(kept: str, original: str) -> str:
+    """``kept`` clauses closed with the original sentence's final punctuation."""
+    kept = kept.rstrip(CLAUSE_BREAK + " \t")
+    end = original.rstrip()[-1:]
+    return kept + (end if end in SENTENCE_END else "")
+
+
 def joiner_for(text: str) -> str:
     return " " if detect_language(text) == "en" else ""
 
 
-def verify(reply: str, hits: list[Hit], index: SearchIndex, embedder: Embedder) -> Verified:
+def verify(
+    reply: str, hits: list[Hit], index: SearchIndex, embedder: Embedder, question: str = ""
+) -> Verified:
     """Align every reply sentence to its best source sentence among the given passages."""
     if is_abstention(reply):
-        return Verified(reply.strip(), [], [], 1.0, abstained=True)
-    verifier = Verifier(hits, index, embedder)
+        return Verified(strip_markup(reply).strip(), [], [], 1.0, abstained=True)
+    verifier = Verifier(hits, index, embedder, question)
     for text, cited in split_reply(reply):
         verifier.check(text, cited)
     return verifier.result(joiner_for(reply))

@@ -226,7 +226,7 @@ def test_closed_port_falls_back_to_extractive_immediately(
 
     assert answer.mode == "extractive"
     assert answer.fallback_reason is not None
-    assert answer.fallback_reason.startswith("LLM stream failed: APIConnectionError")
+    assert answer.fallback_reason == "LLM stream failed (connection failed or closed)"
     assert llm_attempt_seconds(answer) < 2.0
     assert_exact_citations(answer, bundled_index)
     assert any("85%" in c.quote for c in answer.citations)
@@ -330,7 +330,7 @@ def test_llm_reply_is_verified_sentence_by_sentence(
     assert answer.mode == "llm"
     assert answer.answer == "阿里云在2022年占中国云市场份额的36%。[1]"
     assert [c.quote for c in answer.citations] == [SHARE]
-    assert answer.unsupported == [INVENTED]
+    assert answer.unsupported == [f"{INVENTED} (check failed: no passage sentence is close to it)"]
     assert answer.faithfulness == 0.5
     assert check_answer(answer, bundled_index) == []
     assert "".join(d.text for d in result.deltas) == answer.answer

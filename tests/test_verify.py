@@ -9,7 +9,7 @@ from rag.citations import Answer, check_answer
 from rag.embedding import E5Embedder
 from rag.index import SearchIndex
 from rag.retrieval import Hit, Retriever
-from rag.verify import Verifier, is_abstention, split_reply, verify
+from rag.verify import Verifier, is_abstention, split_reply, unsupported_entry, verify
 
 # Two sentences copied from the bundled articles (2023 and 2024) and a question that retrieves
 # both of them, in different passages.
@@ -23,6 +23,7 @@ PRICE = (
 )
 QUESTION = "阿里云2022年在中国云市场的份额是多少?通义千问降价后每百万tokens多少钱?"
 INVENTED = "阿里云在火星上建了数据中心。"
+FAR = "no passage sentence is close to it"
 
 
 @pytest.mark.parametrize(
@@ -126,7 +127,7 @@ def test_invented_sentence_is_unsupported_and_lowers_faithfulness(
 
     result = verify(reply, hits, bundled_index, e5)
 
-    assert result.unsupported == [INVENTED]
+    assert result.unsupported == [unsupported_entry(INVENTED, FAR)]
     assert result.faithfulness < 1
     assert result.faithfulness == 0.5
     assert INVENTED not in result.text
@@ -139,7 +140,7 @@ def test_only_invented_sentence_gives_no_citation(
     result = verify(INVENTED, hits, bundled_index, e5)
 
     assert result.citations == [] and result.text == ""
-    assert result.unsupported == [INVENTED]
+    assert result.unsupported == [unsupported_entry(INVENTED, FAR)]
     assert result.faithfulness == 0.0
 
 
@@ -155,7 +156,8 @@ def test_sentence_with_a_number_its_source_does_not_state_is_unsupported(
 
     result = verify(reply, hits, bundled_index, e5)
 
-    assert result.unsupported == [wrong_number]
+    [reported] = result.unsupported
+    assert reported.startswith(f"{wrong_number} (check failed: number '")
     assert result.faithfulness == 0.5
     assert result.text == "阿里云在2022年占中国云市场份额的36%,排名第一。[1]"
 
@@ -192,3 +194,60 @@ def test_verified_citations_pass_the_answer_check(
 
     assert check_answer(answer, bundled_index) == []
     assert [c.id for c in result.citations] == [1, 2]
+
+
+def test_sentence_joining_two_sources_cites_both(
+    hits: list[Hit], bundled_index: SearchIndex, e5: E5Embedder
+) -> None:
+    reply = "阿里云在2022年占中国云市场份额的36%,通义千问每百万tokens的价格低至三毛钱。"
+
+    result = verify(reply, hits, bundled_index, e5, QUESTION)
+
+    assert result.text == f"{reply}[1][2]"
+    assert [c.quote for c in result.citations] == [SHARE, PRICE]
+    assert result.unsupported == []
+
+
+def test_same_fact_in_other_words_is_kept(
+    hits: list[Hit], bundled_index: SearchIndex, e5: E5Embedder
+) -> None:
+    reply = "通义千问降价后每百万tokens只要0.3元。"  # 三毛钱 in the source
+
+    result = verify(reply, hits, bundled_index, e5, QUESTION)
+
+    assert result.text == f"{reply}[1]" and result.citations[0].quote == PRICE
+
+
+def test_contradicting_trailing_clause_is_cut_and_reported(
+    hits: list[Hit], bundled_index: SearchIndex, e5: E5Embedder
+) -> None:
+    reply = "阿里云的份额为36%,排名第一,但增速持续加快。"
+
+    result = verify(reply, hits, bundled_index, e5, QUESTION)
+
+    assert result.text == "阿里云的份额为36%,排名第一。[1]"
+    assert result.unsupported == [
+        unsupported_entry("但增速持续加快。", "direction (up/down) reversed")
+    ]
+    assert result.faithfulness == 1.0
+
+
+def test_cut_that_would_leave_a_stub_drops_the_sentence(
+    hits: list[Hit], bundled_index: SearchIndex, e5: E5Embedder
+) -> None:
+    reply = "截至2022年,阿里云占中国云市场份额的46%,排名第一。"
+
+    result = verify(reply, hits, bundled_index, e5, QUESTION)
+
+    assert result.text == "" and result.citations == []
+    assert result.unsupported == [unsupported_entry(reply, "number '46%' not in the source")]
+
+
+def test_markup_never_reaches_the_text(
+    hits: list[Hit], bundled_index: SearchIndex, e5: E5Embedder
+) -> None:
+    reply = "<b onclick='x()'>阿里云在2022年占中国云市场份额的36%</b>。<script>alert(1)</script>"
+
+    result = verify(reply, hits, bundled_index, e5, QUESTION)
+
+    assert result.text == "阿里云在2022年占中国云市场份额的36%。[1]"

@@ -10,19 +10,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
 
 from rag.answer import Answerer, Delta
 from rag.api.deps import AnswererDep, MetricsDep, ServiceDep, SettingsDep, check_question
 from rag.api.metrics import Metrics
 from rag.api.schemas import ChatRequest, ModelCard, ModelList
+from rag.api.streaming import UpstreamStreamingResponse
 from rag.citations import Answer
 from rag.conversation import standalone_question
 from rag.errors import InvalidInputError, NotFoundError, RagError
+from rag.llm import Upstream
 from rag.service import Service
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -84,6 +85,10 @@ def _extras(answer: Answer) -> dict[str, Any]:
                 "faithfulness",
                 "rewritten_question",
                 "timings",
+                "outcome",
+                "confidence",
+                "short_answer",
+                "related",
             )
         },
     }
@@ -98,15 +103,19 @@ def chat_completions(
     answerer: AnswererDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-) -> dict[str, Any] | StreamingResponse:
+) -> dict[str, Any] | UpstreamStreamingResponse:
     question, rewrite, mode = _question(body, service, settings)
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if body.stream:
+        # The LLM requests this answer opens register here, so a disconnect can cut them off.
+        upstream = Upstream()
         events = answerer.stream(question, mode, body.top_k)  # type: ignore[arg-type]
-        first = next(events)  # validation errors surface here, before any byte is sent
-        return StreamingResponse(
+        with upstream.active():
+            first = next(events)  # validation errors surface here, before any byte is sent
+        return UpstreamStreamingResponse(
             _sse(first, events, body.model, completion_id, created, rewrite, metrics),
+            upstream,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -164,7 +173,7 @@ def _sse(
     created: int,
     rewrite: str | None,
     metrics: Metrics,
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     """Server-sent events in OpenAI's chunk format, ending with citations and [DONE]."""
     yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
     try:
