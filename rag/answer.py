@@ -8,14 +8,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from rag.answering.selector import Assessment, assess
 from rag.citations import Answer, not_found
 from rag.engine import Engine
 from rag.errors import InvalidInputError, LLMError
 from rag.evidence import ScoredSentence, score_sentences
-from rag.extractive import compose, select_evidence
+from rag.extractive import answer_by_extraction
 from rag.llm import ChatClient, build_messages
 from rag.question import QuestionInfo, analyse, sub_questions
-from rag.retrieval import Retrieval
+from rag.retrieval import Hit, Retrieval
 from rag.routing import route
 from rag.verify import Verifier, is_abstention, joiner_for, split_reply
 
@@ -36,6 +37,7 @@ class Prepared:
     scored: list[ScoredSentence]
     started: float
     per_part: list[list[ScoredSentence]]  # for "A?B?" questions: evidence per sub-question
+    pool: list[Hit]  # every chunk whose sentences compete as evidence (more than the k shown)
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,9 @@ class Answerer:
                 part_vector = self.engine.retriever.query_vector(part)
                 per_part.append(score_sentences(index, analyse(part), part_vector, rows))
         retrieval.timings["evidence"] = time.perf_counter() - t0
+        pool = retrieval.hits
         retrieval.hits = retrieval.hits[:k]
-        return Prepared(info, retrieval, scored, started, per_part)
+        return Prepared(info, retrieval, scored, started, per_part, pool)
 
     def answer(self, question: str, mode: Mode | None = None, k: int | None = None) -> Answer:
         """The full answer object (non-streaming)."""
@@ -97,9 +100,15 @@ class Answerer:
         prepared = self.prepare(question, k)
         chosen: str = mode
         route_reason: str | None = None
+        assessment: Assessment | None = None
         if mode == "auto":
             decision = route(prepared.info, prepared.scored)
             chosen, route_reason = decision.mode, decision.reason
+            if chosen == "llm":
+                # Nothing for the LLM to write from: say so by extraction, without a round trip.
+                assessment = self._assess(prepared)
+                if assessment.outcome != "answered":
+                    chosen, route_reason = "extractive", f"not answerable: {assessment.reason}"
             if self.llm is None and chosen == "llm":
                 chosen, route_reason = "extractive", f"{decision.reason}; no LLM configured"
         fallback = None
@@ -113,44 +122,41 @@ class Answerer:
                 except LLMError as exc:
                     fallback = exc.message
                     log.warning("llm fallback", extra={"reason": fallback})
-        answer = self._extractive(prepared, mode, route_reason, fallback)
+        answer = self._extractive(prepared, mode, route_reason, fallback, assessment)
         if mode == "auto":
             answer.route = chosen  # the route taken, even when it fell back
         for piece in _pieces(answer.answer):
             yield Delta(piece)
         yield answer
 
+    def _assess(self, p: Prepared) -> Assessment:
+        return assess(self.engine.index, p.info, p.scored, p.pool)
+
     def _extractive(
-        self, p: Prepared, mode: str, route_reason: str | None, fallback: str | None
+        self,
+        p: Prepared,
+        mode: str,
+        route_reason: str | None,
+        fallback: str | None,
+        assessment: Assessment | None = None,
     ) -> Answer:
         t0 = time.perf_counter()
-        selection = select_evidence(p.info, self.engine.index, p.scored, p.per_part)
-        text, citations = compose(p.info, self.engine.index, selection)
-        timings = dict(p.retrieval.timings)
-        timings["compose"] = time.perf_counter() - t0
-        timings["total"] = time.perf_counter() - p.started
-        return Answer(
-            question=p.info.text,
-            answer=text,
-            citations=citations,
-            answerable=bool(citations),
-            mode="extractive",
-            route="extractive" if mode == "auto" else None,
-            route_reason=route_reason,
-            fallback_reason=fallback,
-            faithfulness=1.0 if citations else None,
-            unsupported=[]
-            if citations
-            else ([selection.abstain_reason] if selection.abstain_reason else []),
-            timings=timings,
-        )
+        assessment = assessment or self._assess(p)
+        answer = answer_by_extraction(self.engine.index, p.info, assessment, p.pool, p.per_part)
+        answer.route = "extractive" if mode == "auto" else None
+        answer.route_reason = route_reason
+        answer.fallback_reason = fallback
+        answer.timings = dict(p.retrieval.timings)
+        answer.timings["compose"] = time.perf_counter() - t0
+        answer.timings["total"] = time.perf_counter() - p.started
+        return answer
 
     def _llm(self, p: Prepared, mode: str, route_reason: str | None) -> Iterator[Delta | Answer]:
         """Stream the LLM reply sentence by sentence, each verified before it is sent."""
         assert self.llm is not None
         hits = p.retrieval.hits
         messages = build_messages(p.info.text, hits, self.engine.index, not_found(p.info.language))
-        verifier = Verifier(hits, self.engine.index, self.engine.embedder)
+        verifier = Verifier(hits, self.engine.index, self.engine.embedder, p.info.text)
         t0 = time.perf_counter()
         reply = ""
         done = 0  # reply sentences already verified

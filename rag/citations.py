@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from rag.index import SearchIndex
 
 NOT_FOUND_ZH = "文中未提及。"
 NOT_FOUND_EN = "The articles do not say."
+NOT_ANSWERED_ZH = "文中没有直接回答这个问题。"
+NOT_ANSWERED_EN = "The articles do not answer this directly."
+# The three outcomes of a question: answered; related passages found but none answers;
+# nothing relevant in the articles.
+Outcome = Literal["answered", "related", "none"]
 MARKER = re.compile(r"\[(\d{1,3})\]")
 
 
@@ -23,6 +28,21 @@ class Citation:
     quote: str
     start: int
     end: int
+
+
+@dataclass(frozen=True)
+class ShortAnswer:
+    """The few words that answer a factoid question: ``documents[doc].text[start:end] == text``.
+
+    ``resolved`` restates a relative date ("今年6月") against the article's date ("2023年6月").
+    """
+
+    text: str
+    doc: str
+    start: int
+    end: int
+    score: float
+    resolved: str | None = None
 
 
 @dataclass
@@ -41,6 +61,12 @@ class Answer:
     faithfulness: float | None = None
     rewritten_question: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    short_answer: ShortAnswer | None = None
+    outcome: Outcome = "answered"
+    # Probability that the cited evidence answers the question (extractive answers).
+    confidence: float | None = None
+    # For "related": the nearest passages, shown as sources, not as the answer.
+    related: list[Citation] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -56,6 +82,10 @@ def make_citation(index: SearchIndex, number: int, doc: str, start: int, end: in
 
 def not_found(language: str) -> str:
     return NOT_FOUND_EN if language == "en" else NOT_FOUND_ZH
+
+
+def not_answered(language: str) -> str:
+    return NOT_ANSWERED_EN if language == "en" else NOT_ANSWERED_ZH
 
 
 def check_answer(answer: Answer, index: SearchIndex) -> list[str]:

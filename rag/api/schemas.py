@@ -45,6 +45,17 @@ class CitationOut(BaseModel):
     end: int
 
 
+class ShortAnswerOut(BaseModel):
+    """The words that answer a factoid question: ``document text[start:end] == text``."""
+
+    text: str
+    doc: str
+    start: int
+    end: int
+    score: float
+    resolved: str | None = None
+
+
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -66,6 +77,18 @@ class AnswerOut(BaseModel):
     faithfulness: float | None = None
     rewritten_question: str | None = None
     timings: dict[str, float] = {}
+    outcome: Literal["answered", "related", "none"] = Field(
+        "answered",
+        description="answered; related (passages found, none answers: see 'related'); "
+        "none (nothing relevant in the articles)",
+    )
+    confidence: float | None = Field(
+        None, description="Probability that the cited evidence answers the question"
+    )
+    short_answer: ShortAnswerOut | None = None
+    related: list[CitationOut] = Field(
+        [], description="Nearest passages when the outcome is 'related' (sources, not an answer)"
+    )
 
 
 class SearchRequest(BaseModel):

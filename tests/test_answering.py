@@ -1,0 +1,162 @@
+"""The learned answer layer with the real index, e5 and the shipped models: the sentence that
+answers (not the most similar one), the three outcomes, content-free input, and that the
+shipped models are the ones the training script produced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightgbm
+import numpy as np
+import pytest
+
+from rag.answer import Answerer
+from rag.answering.features import ANSWERABILITY_FEATURES, EVIDENCE_FEATURES
+from rag.answering.qa_sets import DEFAULT_DATA_DIR
+from rag.answering.selector import CARD, MODELS_DIR, has_words, load_models
+from rag.citations import NOT_ANSWERED_ZH, NOT_FOUND_EN, NOT_FOUND_ZH, check_answer
+from rag.embedding import E5Embedder
+from rag.engine import Engine, load_engine
+from rag.index import SearchIndex
+from rag.retrieval import Retriever
+from rag.settings import Settings
+
+ARTICLE_2023 = "000_64977604fa216111.txt"
+
+
+@pytest.fixture(scope="module")
+def answerer(bundled_index: SearchIndex, e5: E5Embedder, retriever: Retriever) -> Answerer:
+    return Answerer(Engine(Settings.model_construct(), e5, bundled_index, retriever))
+
+
+def test_who_is_question_cites_the_sentence_that_says_who_he_is(answerer: Answerer) -> None:
+    """Not "张勇如是说。", the most similar sentence, but the one giving his titles."""
+    answer = answerer.answer("张勇是谁?", "extractive")
+
+    assert answer.outcome == "answered"
+    assert "阿里巴巴集团董事会主席兼CEO" in answer.citations[0].quote, answer.answer
+    assert check_answer(answer, answerer.engine.index) == []
+
+
+USER_ARTICLES = {
+    "metro.txt": "成都地铁30号线一期今日开通\n\n2025-08-15 成都晚报\n\n"
+    "成都地铁30号线一期工程于今天上午正式开通运营。这条线路全长六十二公里,共设九座车站。"
+    "沿线居民对开通表示欢迎,早高峰客流平稳。\n",
+    "panda.txt": "大熊猫双胞胎幼崽在成都诞生\n\n2025-08-10 成都晚报\n\n"
+    "大熊猫“晶晶”在成都大熊猫繁育研究基地产下一对双胞胎幼崽。哥哥体重一百八十二克,妹妹体重一百五十六克。"
+    "饲养员说,两只幼崽目前住在育幼箱里,状态良好。\n",
+}
+
+
+@pytest.fixture(scope="module")
+def user_answerer(tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder) -> Answerer:
+    folder = tmp_path_factory.mktemp("user-corpus")
+    for name, text in USER_ARTICLES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    settings = Settings(corpus_dir=folder, index_dir=folder / "idx")
+    return Answerer(load_engine(settings, embedder=e5))
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("成都地铁30号线一期全长多少公里?", "全长六十二公里"),
+        ("双胞胎幼崽各重多少?", "一百八十二克"),
+    ],
+    ids=["pronoun-subject", "weights"],
+)
+def test_sentence_that_states_the_answer_wins_over_the_similar_one(
+    user_answerer: Answerer, question: str, expected: str
+) -> None:
+    answer = user_answerer.answer(question, "extractive")
+
+    assert answer.outcome == "answered", answer.unsupported
+    assert expected in answer.citations[0].quote, answer.answer
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["？？？", "...", "😀😀😀", "\u200b\u200b\u200b"],
+    ids=["qmarks", "dots", "emoji", "zwsp"],
+)
+def test_content_free_input_is_not_found_with_a_reason(answerer: Answerer, question: str) -> None:
+    assert not has_words(question)
+    answer = answerer.answer(question, "extractive")
+
+    assert (answer.outcome, answer.answerable, answer.citations) == ("none", False, [])
+    assert answer.answer in (NOT_FOUND_ZH, NOT_FOUND_EN)
+    assert answer.unsupported == ["the question has no words"]
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["腾讯云2022年在中国云市场的份额是多少?", "asdf qwerty zxcv", "How do I cook braised pork?"],
+    ids=["absent-name", "nonsense", "english-off-topic"],
+)
+def test_nothing_relevant_is_not_found(answerer: Answerer, question: str) -> None:
+    answer = answerer.answer(question, "extractive")
+
+    assert answer.outcome == "none", (answer.answer, answer.confidence)
+    assert answer.answerable is False and answer.citations == [] and answer.related == []
+    assert answer.answer in (NOT_FOUND_ZH, NOT_FOUND_EN)
+
+
+def test_related_but_unanswered_offers_passages_as_sources_not_as_the_answer(
+    answerer: Answerer,
+) -> None:
+    """The server is described, its price is not: related, with the nearest passages."""
+    answer = answerer.answer("磐久服务器的售价是多少?", "extractive")
+
+    assert answer.outcome == "related", (answer.answer, answer.confidence)
+    assert answer.answer == NOT_ANSWERED_ZH
+    assert answer.answerable is False and answer.citations == []
+    assert answer.related and any("磐久" in c.quote for c in answer.related)
+    index = answerer.engine.index
+    for c in answer.related:
+        assert index.documents[c.doc].text[c.start : c.end] == c.quote
+
+
+def test_answered_question_has_a_confidence_above_the_threshold(answerer: Answerer) -> None:
+    answer = answerer.answer("阿里云在2022年占中国云市场份额的多少?", "extractive")
+
+    assert answer.outcome == "answered" and answer.confidence is not None
+    assert answer.confidence >= load_models().threshold
+    assert "36%" in answer.citations[0].quote
+
+
+def test_shipped_models_reproduce_the_training_scripts_validation_scores() -> None:
+    """The card's fixed examples were scored by the training run; the shipped files agree."""
+    card = json.loads((MODELS_DIR / CARD).read_text(encoding="utf-8"))
+    assert tuple(card["evidence_features"]) == EVIDENCE_FEATURES
+    assert tuple(card["answerability_features"]) == ANSWERABILITY_FEATURES
+    models = load_models()
+    assert card["fixed_examples"], "the card should carry examples to check"
+    for example in card["fixed_examples"]:
+        evidence = models.ranker.predict(np.array([example["evidence_row"]]))
+        judged = models.probability(example["answerability_row"])
+        relevant = models.relevant(example["answerability_row"])
+        assert evidence[0] == pytest.approx(example["evidence_score"], abs=1e-9)
+        assert judged == pytest.approx(example["answerability"], abs=1e-9)
+        assert relevant == pytest.approx(example["relevance"], abs=1e-9)
+    for figures in card["validation"].values():
+        if isinstance(figures, dict):  # one entry per validation set
+            assert figures["false_abstention"] <= 0.2, figures
+    assert not any(p.suffix in (".pkl", ".pickle") for p in MODELS_DIR.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason=f"{DEFAULT_DATA_DIR} is absent")
+def test_training_script_runs_on_a_small_sample(tmp_path: Path) -> None:
+    from rag.answering.train_evidence import main
+
+    out = tmp_path / "models"
+    args = ["--paragraphs", "20", "--work", str(tmp_path / "work"), "--out", str(out)]
+    code = main([*args, "--no-span", "--no-bundled"])
+
+    assert code == 0
+    card = json.loads((out / CARD).read_text(encoding="utf-8"))
+    assert card["train_paragraphs"] == 20
+    assert 0.0 <= card["validation"]["validation"]["sentence_accuracy"] <= 1.0
+    ranker = lightgbm.Booster(model_file=str(out / "evidence.txt"))
+    assert ranker.num_feature() == len(EVIDENCE_FEATURES)
