@@ -194,13 +194,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# Column headings for the answer metrics, short enough to keep a table within a terminal.
+_HEADINGS = {
+    "accuracy": "acc",
+    "sentence_accuracy": "sent_acc",
+    "short_em": "short_em",
+    "short_f1": "short_f1",
+    "short_coverage": "short_cov",
+    "answer_f1": "answer_f1",
+    "abstention": "abstain",
+    "false_abstention": "false_abst",
+    "citation_validity": "cite_ok",
+    "seconds": "sec",
+    "n_answered": "answered",
+    "n_related": "related",
+    "n_none": "none",
+}
+
+
 def _print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
-    metrics = sorted({m for r in rows.values() for m in r if m != "n"})
-    width = max([10, *(len(m) + 2 for m in metrics)])
+    """One line per question type; ``n_*`` columns are counts, the others means."""
+    found = {m for r in rows.values() for m in r if m != "n"}
+    order = [m for m in _HEADINGS if m in found]
+    metrics = order + sorted(found - set(order))
+    heads = [_HEADINGS.get(m, m) for m in metrics]
+    widths = [max(7, len(h) + 2) for h in heads]
     print(f"{title}:")
-    print(f"  {'type':<14}{'n':>4}" + "".join(f"{m:>{width}}" for m in metrics))
+    header = "".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))
+    print(f"  {'type':<14}{'n':>4}{header}")
     for name, row in rows.items():
-        cells = "".join(f"{row[m]:>{width}.3f}" if m in row else f"{'-':>{width}}" for m in metrics)
+        cells = ""
+        for m, w in zip(metrics, widths, strict=True):
+            if m not in row:
+                cells += f"{'-':>{w}}"
+            elif m.startswith("n_"):
+                cells += f"{int(row[m]):>{w}}"
+            else:
+                cells += f"{row[m]:>{w}.3f}"
         print(f"  {name:<14}{int(row['n']):>4}{cells}")
 
 

@@ -1,19 +1,22 @@
-"""Retrieval metrics over a JSONL question set with verbatim evidence quotes.
+"""Retrieval and answer metrics over question sets with gold evidence.
 
-A retrieved passage "hits" an evidence quote when it is in the same document and covers at
-least half of the quote's characters, the quote being located by its offsets in the article.
+Two kinds of gold: rows like ``shared/eval/dev.jsonl`` give verbatim evidence quotes and a
+written answer; SQuAD-layout sets (CMRC 2018, DRCD) give the exact answer spans. A retrieved or
+cited span "holds" an evidence quote when it covers at least half of it, and a gold answer span
+when it contains all of it. Short answers are scored as the official CMRC 2018 evaluation
+script scores them, so figures compare with published ones.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.citations import Answer, Citation
+from rag.citations import MARKER, Answer, Citation
 from rag.errors import InvalidInputError
 from rag.index import StoredDocument
 from rag.question import detect_language
@@ -36,6 +39,8 @@ class Question:
     answerable: bool
     answer: str = ""
     evidence: list[Evidence] = field(default_factory=list)
+    # SQuAD-style gold: the exact answer spans in their articles (``quote`` is the answer text).
+    answer_spans: list[Evidence] = field(default_factory=list)
 
 
 Span = tuple[str, int, int]  # (doc, start, end)
@@ -156,27 +161,151 @@ def answer_correct(q: Question, answer: Answer) -> bool:
     return sum(t in text for t in terms) / len(terms) >= 0.5
 
 
+def holds_gold(span: Span, q: Question) -> bool:
+    """Does a cited span hold the gold answer? It must contain a whole gold answer span
+    (SQuAD-style gold) or cover at least half of a gold evidence quote (evidence-quote gold)."""
+    doc, start, end = span
+    if q.answer_spans:
+        return any(a.doc == doc and start <= a.start and a.end <= end for a in q.answer_spans)
+    return any(covers(span, e) for e in q.evidence)
+
+
+def sentence_correct(q: Question, answer: Answer) -> bool:
+    """Sentence accuracy for one answerable question: some citation holds the gold answer.
+    An answer that does not claim to answer scores 0, whatever it lists as sources."""
+    spans = [(c.doc, c.start, c.end) for c in answer.citations]
+    return answer.answerable and any(holds_gold(span, q) for span in spans)
+
+
+# --- short answers, scored as the official CMRC 2018 evaluation script (v5) does ---------------
+
+# The script's punctuation list; ASCII , . ? ! and others are not in it and stay as tokens.
+# (Its "……" entry is two characters and never equals one, so it is left out here too.)
+CMRC_PUNCTUATION = frozenset("-:_*^/\\~`+=，。：？！“”；’《》·、「」（）－～『』")
+_CMRC_CHINESE = re.compile(r"[\u4e00-\u9fa5]")
+# Stands in for nltk's word_tokenize, which the script runs on every stretch of non-Chinese
+# text: words and numbers stay whole ("3.2tbps", "a16z", "1,000"), other symbols stand alone.
+_CMRC_WORD = re.compile(r"\w+(?:[.,'’]\w+)*|[^\w\s]")
+
+
+def cmrc_tokens(text: str, remove_punctuation: bool = True) -> list[str]:
+    """Lower-cased tokens: each Chinese character and listed punctuation mark alone, English
+    words and numbers whole; with ``remove_punctuation`` the listed marks are dropped."""
+    tokens: list[str] = []
+    pending = ""
+    for char in text.lower().strip():
+        if remove_punctuation and char in CMRC_PUNCTUATION:
+            continue
+        if _CMRC_CHINESE.match(char) or char in CMRC_PUNCTUATION:
+            tokens.extend(_CMRC_WORD.findall(pending))
+            pending = ""
+            tokens.append(char)
+        else:
+            pending += char
+    tokens.extend(_CMRC_WORD.findall(pending))
+    return tokens
+
+
+def _longest_common_run(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common contiguous run of tokens (the script's ``find_lcs``)."""
+    best = 0
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0] * (len(b) + 1)
+        for j, y in enumerate(b):
+            if x == y:
+                current[j + 1] = previous[j] + 1
+                best = max(best, current[j + 1])
+        previous = current
+    return best
+
+
+def cmrc_f1(golds: Iterable[str], prediction: str | None) -> float:
+    """Character F1, best over the gold answers. As in the script, overlap is the longest
+    common *contiguous* run of tokens, not a bag of tokens; no prediction scores 0."""
+    if prediction is None:
+        return 0.0
+    predicted = cmrc_tokens(prediction)
+    best = 0.0
+    for gold in golds:
+        expected = cmrc_tokens(gold)
+        common = _longest_common_run(expected, predicted)
+        if common:
+            precision, recall = common / len(predicted), common / len(expected)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def cmrc_exact_match(golds: Iterable[str], prediction: str | None) -> float:
+    """1.0 when the prediction equals a gold answer once lower-cased, stripped and rid of the
+    script's punctuation marks (whitespace inside is kept, as there); no prediction scores 0."""
+    if prediction is None:
+        return 0.0
+
+    def bare(text: str) -> str:
+        return "".join(c for c in text.lower().strip() if c not in CMRC_PUNCTUATION)
+
+    return float(any(bare(gold) == bare(prediction) for gold in golds))
+
+
+_GLOSS = re.compile(r"\s*[(（][^)）]*[)）]")
+
+
+def short_golds(q: Question) -> list[str]:
+    """Gold short answers: the SQuAD answer texts, or the written ``answer`` without its
+    parenthesised glosses and trailing 。. Written answers in English are left out: the
+    articles are Chinese, so a verbatim span can never match them character for character."""
+    if q.answer_spans:
+        return list(dict.fromkeys(a.quote for a in q.answer_spans))
+    gold = _GLOSS.sub("", q.answer).strip().rstrip("。").strip()
+    if not gold or detect_language(gold) == "en":
+        return []
+    return [gold]
+
+
+def short_answer_scores(q: Question, answer: Answer) -> dict[str, float]:
+    """Exact match, character F1 and coverage of the short answer, and the F1 of the whole
+    answer text; empty when there is no usable gold. Nothing counts from an abstaining answer."""
+    golds = short_golds(q)
+    if not golds:
+        return {}
+    text = answer.short_answer.text if answer.short_answer and answer.answerable else None
+    return {
+        "short_em": cmrc_exact_match(golds, text),
+        "short_f1": cmrc_f1(golds, text),
+        "short_coverage": float(text is not None),
+        # The whole answer scored the same way: what a reader gets without a short answer.
+        "answer_f1": cmrc_f1(golds, MARKER.sub("", answer.answer) if answer.answerable else None),
+    }
+
+
 def citation_valid(q: Question, citation: Citation, documents: dict[str, StoredDocument]) -> bool:
-    """The quote is the exact source slice and overlaps a gold evidence quote."""
+    """The quote is the exact source slice and overlaps a gold answer span or evidence quote."""
     doc = documents.get(citation.doc)
     if doc is None or doc.text[citation.start : citation.end] != citation.quote:
         return False
     return any(
         e.doc == citation.doc and citation.start < e.end and e.start < citation.end
-        for e in q.evidence
+        for e in q.answer_spans or q.evidence
     )
 
 
 def answer_scores(
     q: Question, answer: Answer, documents: dict[str, StoredDocument]
 ) -> dict[str, float]:
-    """Per-question answer metrics; absent keys do not count toward that metric's mean."""
+    """Per-question answer metrics; absent keys do not count toward that metric's mean.
+
+    ``abstention`` is measured on unanswerable questions, everything else but ``accuracy``
+    and ``seconds`` on answerable ones; "related" and "none" outcomes both abstain.
+    """
     scores: dict[str, float] = {
         "accuracy": float(answer_correct(q, answer)),
         "seconds": answer.timings.get("total", 0.0),
     }
     if q.answerable:
         scores["false_abstention"] = float(not answer.answerable)
+        scores["sentence_accuracy"] = float(sentence_correct(q, answer))
+        scores.update(short_answer_scores(q, answer))
         if answer.citations:
             valid = [citation_valid(q, c, documents) for c in answer.citations]
             scores["citation_validity"] = sum(valid) / len(valid)
@@ -185,15 +314,33 @@ def answer_scores(
     return scores
 
 
+OUTCOMES = ("answered", "related", "none")
+
+
+def outcome_of(answer: Answer) -> str:
+    """The answer's outcome; an abstaining answer still marked "answered" (the default, which
+    answer layers without three outcomes leave alone) counts as "none"."""
+    if not answer.answerable and answer.outcome == "answered":
+        return "none"
+    return answer.outcome
+
+
 def mean_present(
     rows: Iterable[tuple[Sequence[str], dict[str, float]]],
+    outcomes: Sequence[str] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Average per group ("all" plus each row's groups); a metric averages where measured."""
+    """Average per group ("all" plus each row's groups); a metric averages where measured.
+
+    With ``outcomes`` (one per row) each group also counts its answers by outcome, as
+    ``n_answered``, ``n_related`` and ``n_none`` next to the question count ``n``.
+    """
     groups: dict[str, list[dict[str, float]]] = defaultdict(list)
-    for names, scores in rows:
-        groups["all"].append(scores)
-        for name in names:
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for i, (names, scores) in enumerate(rows):
+        for name in ("all", *names):
             groups[name].append(scores)
+            if outcomes is not None:
+                counts[name][outcomes[i]] += 1
     report: dict[str, dict[str, float]] = {}
     for name, items in groups.items():
         keys = sorted({k for item in items for k in item})
@@ -202,6 +349,9 @@ def mean_present(
             values = [i[k] for i in items if k in i]
             report[name][k] = round(sum(values) / len(values), 4)
         report[name]["n"] = len(items)
+        if outcomes is not None:
+            for outcome in OUTCOMES:
+                report[name][f"n_{outcome}"] = counts[name][outcome]
     return dict(
         sorted(
             report.items(),
@@ -214,6 +364,24 @@ def mean_present(
     )
 
 
+def answer_record(q: Question, answer: Answer, scores: dict[str, float]) -> dict[str, object]:
+    """One question's answer and scores, for reading the failures one by one."""
+    short = answer.short_answer
+    return {
+        "id": q.id,
+        "type": q.type,
+        "question": q.question,
+        "answer": answer.answer,
+        "outcome": outcome_of(answer),
+        "confidence": answer.confidence,
+        "short_answer": short.text if short else None,
+        "gold": short_golds(q) or q.answer,
+        "route": answer.route,
+        "mode": answer.mode,
+        **scores,
+    }
+
+
 def evaluate_answers(
     questions: Sequence[Question],
     ask: Callable[[str], Answer],
@@ -221,6 +389,7 @@ def evaluate_answers(
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, object]]]:
     """Answer metrics overall and per type, plus one record per question for inspection."""
     rows: list[tuple[list[str], dict[str, float]]] = []
+    outcomes: list[str] = []
     records: list[dict[str, object]] = []
     for q in questions:
         answer = ask(q.question)
@@ -229,14 +398,6 @@ def evaluate_answers(
         if answer.fallback_reason:
             groups.append("fell-back")
         rows.append((groups, scores))
-        records.append(
-            {
-                "id": q.id,
-                "type": q.type,
-                "answer": answer.answer,
-                "route": answer.route,
-                "mode": answer.mode,
-                **scores,
-            }
-        )
-    return mean_present(rows), records
+        outcomes.append(outcome_of(answer))
+        records.append(answer_record(q, answer, scores))
+    return mean_present(rows, outcomes), records
