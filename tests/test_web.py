@@ -4,10 +4,16 @@ Two real servers run for the session on 127.0.0.1: one over the bundled articles
 keys off, and one over a single hostile article (``<script>`` and ``<img onerror>`` markup in
 its text and file name) with API keys on and a stand-in LLM, so the mode selector shows.
 Browser tests are ``slow``; screenshots go to ``artifacts/`` (laptop 1280x800, phone 390x844).
+
+What the answer layer says (short answer or not, "related" or "none" for an unrelated
+question) comes from trained models, so the page tests ask ``/api/ask`` first and check that
+the page shows that outcome; the rendering of each outcome is also checked on fixed answers
+built from real index offsets.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import socket
@@ -25,12 +31,12 @@ import pytest
 import uvicorn
 
 from rag.api.app import create_app
-from rag.citations import Answer, Citation
+from rag.citations import Answer, Citation, ShortAnswer, make_citation, not_answered, not_found
 from rag.embedding import E5Embedder
 from rag.index import SearchIndex, StoredDocument
 from rag.settings import BUNDLED_CORPUS, Settings
 from rag.web.page import key_accepted
-from rag.web.render import PageContext, render_page, sources_for
+from rag.web.render import NOTICES, PageContext, render_page, sources_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
@@ -52,7 +58,16 @@ KEY = "web-test-key"
 QUESTION = "阿里云新一代磐久服务器单机支持多少卡GPU？"
 QUOTE_PART = "单机支持 16 卡 GPU 高速扩展互连"
 FOLLOW_UP = "那共享显存呢？"
-UNANSWERABLE = "火星上有多少人？"
+UNANSWERABLE = "How do I cook braised pork?"
+UNRELATED = [UNANSWERABLE, "今天天气怎么样?"]
+FACTOID = "阿里云2022年的市场份额是多少?"  # "36%"
+RELATIVE_DATE = "阿里云什么时候发布开源模型Qwen2-72B?"  # "今年 6 月", i.e. 2024年6月
+# The reply's class for each outcome (render.REPLY_STATES and app.js REPLY_STATES).
+REPLY_CLASS = {
+    "answered": ".reply",
+    "related": ".reply.is-related",
+    "none": ".reply.is-unanswerable",
+}
 
 SCRIPT = "<script>window.__xss=1</script>"
 IMG = '<img src=x onerror="window.__xss=1">'
@@ -166,6 +181,17 @@ def _http(
     return status, {k.lower(): v for k, v in head.items()}, raw.decode("utf-8")
 
 
+def _api_answer(server: str, question: str) -> dict[str, Any]:
+    """What ``POST /api/ask`` answers (the page must show the same outcome)."""
+    request = urllib.request.Request(
+        f"{server}/api/ask",
+        data=json.dumps({"question": question}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return dict(json.loads(response.read()))
+
+
 # --- rendering, no server ---------------------------------------------------------------------
 
 
@@ -183,6 +209,7 @@ def _hostile_answer() -> tuple[Answer, dict[str, StoredDocument]]:
         answerable=True,
         mode="extractive",
         rewritten_question=IMG,
+        short_answer=ShortAnswer(SCRIPT, "x.txt", start, start + len(SCRIPT), 0.9, IMG),
     )
     return answer, {"x.txt": doc}
 
@@ -207,7 +234,10 @@ def test_render_escapes_questions_answers_titles_and_quotes() -> None:
     assert "&lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;" in page
     assert '<a class="cite" href="#t1-src-1">[1]</a>' in page
     assert "[7]" in page and 'href="#t1-src-7"' not in page  # a marker with no citation
-    assert "<mark>&lt;script&gt;" in page and "前文。" in page  # the quote in its context
+    assert "前文。<mark>" in page  # the quote in its context
+    assert '<mark><strong class="span">&lt;script&gt;window.__xss=1&lt;/script&gt;</strong>' in page
+    assert "<strong>&lt;script&gt;window.__xss=1&lt;/script&gt;</strong></a>" in page
+    assert '<span class="resolved">即 &lt;img src=x' in page
     assert "$" not in page  # every template placeholder was filled
 
 
@@ -220,6 +250,127 @@ def test_render_page_shows_state_and_options() -> None:
     assert '<option value="auto" selected>' in page and 'data-llm="on"' in page
     assert '<noscript><label class="key-field">' in page and "索引加载中" in page
     assert 'class="reply is-error"' in page and "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def _sentence_citation(index: SearchIndex, number: int, words: str) -> Citation:
+    """A citation of the indexed sentence that holds ``words``, at its real offsets."""
+    for doc in index.documents.values():
+        at = doc.text.find(words)
+        if at >= 0:
+            for s in index.sentences:
+                if s.doc == doc.id and s.start <= at and at + len(words) <= s.end:
+                    return make_citation(index, number, doc.id, s.start, s.end)
+    raise AssertionError(f"no indexed sentence holds {words!r}")
+
+
+def _short(index: SearchIndex, c: Citation, words: str, resolved: str | None = None) -> ShortAnswer:
+    start = index.documents[c.doc].text.index(words, c.start)
+    return ShortAnswer(words, c.doc, start, start + len(words), 0.87, resolved)
+
+
+def _page_for(answer: Answer, index: SearchIndex) -> str:
+    return render_page(
+        CONTEXT,
+        asked=answer.question,
+        answer=answer,
+        sources=sources_for(answer, index.documents),
+    )
+
+
+def _answered(question: str, citations: list[Citation], short: ShortAnswer | None) -> Answer:
+    text = "".join(f"{c.quote}[{c.id}]" for c in citations)
+    return Answer(
+        question=question,
+        answer=text,
+        citations=citations,
+        answerable=True,
+        mode="extractive",
+        short_answer=short,
+        confidence=0.9507,
+        timings={"total": 0.05},
+    )
+
+
+def test_render_short_answer_in_bold_above_the_cited_sentence(bundled_index: SearchIndex) -> None:
+    cite = _sentence_citation(bundled_index, 1, "市场份额的36%")
+    short = _short(bundled_index, cite, "36%")
+    assert bundled_index.documents[cite.doc].text[short.start : short.end] == "36%"
+    page = _page_for(_answered(FACTOID, [cite], short), bundled_index)
+    line = (
+        '<p class="short-answer"><span class="short-label">答</span>'
+        '<a class="short-link" href="#t1-src-1"><strong>36%</strong></a></p>'
+    )
+    assert line in page and page.index(line) < page.index('<div class="answer">')
+    # Its link leads to the cited sentence, where the same words are in bold.
+    source = page[page.index('<li id="t1-src-1">') :]
+    before, _, after = cite.quote.partition("36%")
+    marked = f'{html.escape(before)}<strong class="span">36%</strong>{html.escape(after)}'
+    assert f"<mark>{marked}</mark>" in source
+    assert "<h2>来源</h2>" in page and "置信度 0.95" in page and 'class="reply"' in page
+
+
+def test_render_short_answer_with_a_restated_relative_date(bundled_index: SearchIndex) -> None:
+    cite = _sentence_citation(bundled_index, 1, "今年 6 月,阿里云发布开源模型")
+    short = _short(bundled_index, cite, "今年 6 月", resolved="2024年6月")
+    page = _page_for(_answered(RELATIVE_DATE, [cite], short), bundled_index)
+    assert '<strong>今年 6 月</strong></a> <span class="resolved">即 2024年6月</span></p>' in page
+
+
+def test_render_short_answer_outside_the_citations_gets_its_own_source(
+    bundled_index: SearchIndex,
+) -> None:
+    cite = _sentence_citation(bundled_index, 1, "市场份额的36%")
+    elsewhere = _sentence_citation(bundled_index, 9, "今年 6 月,阿里云发布开源模型")
+    short = _short(bundled_index, elsewhere, "今年 6 月")
+    page = _page_for(_answered(FACTOID, [cite], short), bundled_index)
+    assert '<a class="short-link" href="#t1-src-0"><strong>今年 6 月</strong></a>' in page
+    assert '<li id="t1-src-0"><span class="num">答</span>' in page
+    assert '<mark><strong class="span">今年 6 月</strong></mark>' in page
+
+
+def test_render_related_passages_under_their_own_heading(bundled_index: SearchIndex) -> None:
+    related = [
+        _sentence_citation(bundled_index, 1, "就像修建一条通往未来的高速公路"),
+        _sentence_citation(bundled_index, 2, "市场份额的36%"),
+    ]
+    answer = Answer(
+        question="今天天气怎么样?",
+        answer=not_answered("zh"),
+        citations=[],
+        answerable=False,
+        mode="extractive",
+        outcome="related",
+        confidence=0.0004,
+        related=related,
+    )
+    page = _page_for(answer, bundled_index)
+    assert 'class="reply is-related"' in page and "is-unanswerable" not in page
+    assert f'<div class="answer">{not_answered("zh")}</div>' in page
+    assert f'<p class="notice">{NOTICES["related"]}</p>' in page
+    section = '<section class="sources related" aria-label="相关段落"><h2>相关段落</h2>'
+    assert section in page and "<h2>来源</h2>" not in page
+    assert page.index(NOTICES["related"]) < page.index(section)
+    for c in related:
+        assert f'<li id="t1-rel-{c.id}"><span class="num">{c.id}</span>' in page
+        assert f"<mark>{html.escape(c.quote)}</mark>" in page
+    assert 'class="cite"' not in page and 'class="short-answer"' not in page
+
+
+@pytest.mark.parametrize("outcome", ["none", "answered"])  # "answered": a mode without outcomes
+def test_render_not_found_has_no_sources(outcome: str) -> None:
+    answer = Answer(
+        question=UNANSWERABLE,
+        answer=not_found("en"),
+        citations=[],
+        answerable=False,
+        mode="extractive",
+        outcome=outcome,  # type: ignore[arg-type]
+    )
+    assert sources_for(answer, {}) == []
+    page = render_page(CONTEXT, asked=answer.question, answer=answer, sources=())
+    assert 'class="reply is-unanswerable"' in page and "is-related" not in page
+    assert not_found("en") in page and NOTICES["none"] in page
+    assert 'class="sources' not in page and "相关段落" not in page
 
 
 def test_key_accepted_from_form_field_or_bearer_header() -> None:
@@ -278,7 +429,8 @@ def test_form_post_renders_the_answer_with_citations(open_server: str) -> None:
     assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
     assert 'class="intro" hidden' in page
     assert '<a class="cite" href="#t1-src-1">[1]</a>' in page
-    assert re.search(r'<li id="t1-src-1">.*<mark>[^<]*' + re.escape(QUOTE_PART), page)
+    unbolded = re.sub(r"</?strong[^>]*>", "", page)  # the short answer may be bold in the quote
+    assert re.search(r'<li id="t1-src-1">.*<mark>[^<]*' + re.escape(QUOTE_PART), unbolded)
     assert '<span class="date">2024-09-21</span>' in page
 
 
@@ -298,10 +450,43 @@ def test_form_errors_are_pages_too(
     assert 'class="reply is-error"' in page and message in page
 
 
-def test_form_says_when_the_articles_do_not_answer(open_server: str) -> None:
-    status, _, page = _http(f"{open_server}/ask", {"question": UNANSWERABLE})
+def test_form_shows_the_short_answer_of_a_factoid_question(open_server: str) -> None:
+    short = _api_answer(open_server, FACTOID)["short_answer"]
+    if short is None:
+        pytest.skip("the answer layer gives no short answer for this question")
+    status, _, page = _http(f"{open_server}/ask", {"question": FACTOID})
     assert status == 200
-    assert 'class="reply is-unanswerable"' in page and "文中未提及" in page
+    found = re.search(
+        r'<p class="short-answer">.*?<a class="short-link" href="#(t1-src-\d+)">'
+        r"<strong>([^<]*)</strong></a>",
+        page,
+    )
+    assert found and found.group(2) == html.escape(short["text"])
+    assert found.start() < page.index('<div class="answer">')
+    target = page[page.index(f'<li id="{found.group(1)}">') :]
+    assert target.index(f'<strong class="span">{found.group(2)}</strong>') < target.index("</li>")
+
+
+@pytest.mark.parametrize("question", UNRELATED)
+def test_form_shows_related_passages_or_not_found_for_an_unrelated_question(
+    open_server: str, question: str
+) -> None:
+    expected = _api_answer(open_server, question)
+    status, _, page = _http(f"{open_server}/ask", {"question": question})
+    assert status == 200 and 'class="short-answer"' not in page and 'class="cite"' not in page
+    assert f'<div class="answer">{html.escape(expected["answer"])}</div>' in page
+    if expected["outcome"] == "related":
+        assert expected["related"] and 'class="reply is-related"' in page
+        assert NOTICES["related"] in page and "<h2>相关段落</h2>" in page
+        assert page.count('<li id="t1-rel-') == len(expected["related"])
+        assert "<h2>来源</h2>" not in page
+    else:
+        assert expected["outcome"] == "none" and expected["answer"] in (
+            not_found("zh"),
+            not_found("en"),
+        )
+        assert 'class="reply is-unanswerable"' in page and NOTICES["none"] in page
+        assert 'class="sources' not in page
 
 
 def test_with_keys_on_the_page_loads_and_the_api_needs_the_key(xss_server: str) -> None:
@@ -396,6 +581,33 @@ def _mark_in_view(page: Any) -> bool:
     )
 
 
+def _expect_unanswered(turn: Any, expected: dict[str, Any]) -> None:
+    """The reply in ``turn`` (JavaScript or not) shows the API's "related" or "none" outcome."""
+    expect = _expect()
+    outcome = expected["outcome"]
+    reply = turn.locator(REPLY_CLASS[outcome])
+    expect(reply.locator(".answer")).to_have_text(expected["answer"])
+    expect(reply.locator(".notice")).to_have_text(NOTICES[outcome])
+    expect(reply.locator(".short-answer, .cite")).to_have_count(0)
+    if outcome == "related":
+        expect(reply.locator(".sources.related h2")).to_have_text("相关段落")
+        quotes = reply.locator(".sources.related .quote")
+        expect(quotes).to_have_count(len(expected["related"]))
+        for i, c in enumerate(expected["related"]):
+            expect(quotes.nth(i)).to_contain_text(c["quote"])
+        expect(reply.locator(".sources:not(.related)")).to_have_count(0)
+    else:
+        assert outcome == "none"
+        expect(reply.locator(".sources")).to_have_count(0)
+
+
+def _shortly_above(page: Any, upper: str, lower: str) -> bool:
+    """Whether element ``upper`` ends above where element ``lower`` starts."""
+    a = page.locator(upper).bounding_box()
+    b = page.locator(lower).bounding_box()
+    return bool(a and b and a["y"] + a["height"] <= b["y"] + 1)
+
+
 @pytest.mark.slow
 def test_ask_read_the_source_and_follow_up(open_page: Any) -> None:
     expect = _expect()
@@ -444,7 +656,77 @@ def test_ask_read_the_source_and_follow_up(open_page: Any) -> None:
 
 
 @pytest.mark.slow
-def test_phone_width(open_page: Any) -> None:
+def test_short_answer_in_bold_above_the_cited_sentence(open_page: Any, open_server: str) -> None:
+    expected = _api_answer(open_server, FACTOID)
+    short = expected["short_answer"]
+    if short is None:
+        pytest.skip("the answer layer gives no short answer for this question")
+    expect = _expect()
+    p = open_page()
+    page = p.page
+    p.ask(FACTOID)
+    line = page.locator("#c1 .short-answer")
+    expect(line.locator(".short-link strong")).to_have_text(short["text"])
+    weight = line.locator("strong").evaluate("e => getComputedStyle(e).fontWeight")
+    assert int(weight) >= 700
+    first = expected["citations"][0]
+    expect(page.locator("#c1 .answer")).to_contain_text(first["quote"])
+    assert _shortly_above(page, "#c1 .short-answer", "#c1 .answer")
+    expect(page.locator("#c1 .resolved")).to_have_count(1 if short["resolved"] else 0)
+    expect(page.locator("#c1 .sources .quote strong.span")).to_have_text(short["text"])
+    expect(page.locator("#c1 .meta")).to_contain_text(f"置信度 {expected['confidence']:.2f}")
+    p.shot("laptop-short-answer")
+
+    line.locator(".short-link").click()  # the source opens on the short answer's words
+    expect(page.locator("#reader-kicker")).to_have_text("短答案")
+    expect(page.locator("#reader mark.current")).to_have_text(short["text"])
+    expect(page.locator("#reader mark.holder")).to_have_text(first["quote"])
+    page.wait_for_function("document.getElementById('reader-body').scrollTop > 0")
+    assert _mark_in_view(page)
+    p.shot("laptop-short-answer-source")
+    page.keyboard.press("Escape")
+
+    # A relative date is shown restated beside the words of the article.
+    dated = _api_answer(open_server, RELATIVE_DATE)["short_answer"]
+    p.ask(RELATIVE_DATE)
+    expect(page.locator("#c2 .meta")).to_be_visible()
+    if dated is None:
+        expect(page.locator("#c2 .short-answer")).to_have_count(0)
+    else:
+        expect(page.locator("#c2 .short-answer strong")).to_have_text(dated["text"])
+        resolved = page.locator("#c2 .short-answer .resolved")
+        if dated["resolved"]:
+            expect(resolved).to_have_text(f"即 {dated['resolved']}")
+        else:
+            expect(resolved).to_have_count(0)
+    p.shot("laptop-short-answer-date")
+
+
+@pytest.mark.slow
+def test_unrelated_questions_show_related_passages_or_not_found(
+    open_page: Any, open_server: str
+) -> None:
+    expect = _expect()
+    p = open_page()
+    page = p.page
+    for question in UNRELATED:
+        expected = _api_answer(open_server, question)
+        page.click("#new-chat")  # a question of its own, not a follow-up
+        p.ask(question)
+        _expect_unanswered(page.locator("#c1"), expected)
+        p.shot(f"laptop-unrelated-{expected['outcome']}")
+        if expected["outcome"] == "related":
+            page.locator("#c1 .sources.related .source-title").first.click()
+            expect(page.locator("#reader-kicker")).to_have_text("相关段落 1")
+            expect(page.locator("#reader mark.current")).to_have_text(
+                expected["related"][0]["quote"]
+            )
+            page.keyboard.press("Escape")
+            expect(page.locator("#reader")).to_be_hidden()
+
+
+@pytest.mark.slow
+def test_phone_width(open_page: Any, open_server: str) -> None:
     expect = _expect()
     p = open_page(PHONE)
     page = p.page
@@ -452,7 +734,7 @@ def test_phone_width(open_page: Any) -> None:
     p.ask(QUESTION)
     expect(page.locator("#c1 .sources li")).to_have_count(1)
     p.ask(UNANSWERABLE)
-    expect(page.locator("#c2 .reply.is-unanswerable")).to_be_visible()
+    _expect_unanswered(page.locator("#c2"), _api_answer(open_server, UNANSWERABLE))
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     p.shot("phone-answer")
     page.locator("#c1 a.cite").first.click()
@@ -465,7 +747,9 @@ def test_phone_width(open_page: Any) -> None:
 
 
 @pytest.mark.slow
-def test_thinking_unanswerable_server_error_and_network_down(open_page: Any) -> None:
+def test_thinking_unanswerable_server_error_and_network_down(
+    open_page: Any, open_server: str
+) -> None:
     expect = _expect()
     p = open_page()
     page = p.page
@@ -480,9 +764,7 @@ def test_thinking_unanswerable_server_error_and_network_down(open_page: Any) -> 
     expect(page.locator("#c1 .sources li")).to_have_count(1)
 
     p.ask(UNANSWERABLE)
-    expect(page.locator("#c2 .reply.is-unanswerable .answer")).to_have_text("文中未提及。")
-    expect(page.locator("#c2 .notice")).to_contain_text("没有找到")
-    expect(page.locator("#c2 .sources")).to_have_count(0)
+    _expect_unanswered(page.locator("#c2"), _api_answer(open_server, UNANSWERABLE))
 
     error = {"error": {"message": "the index is still loading", "code": "index_missing"}}
     page.route(
@@ -524,7 +806,7 @@ def test_thinking_unanswerable_server_error_and_network_down(open_page: Any) -> 
 @pytest.mark.slow
 @pytest.mark.parametrize(("viewport", "label"), [(LAPTOP, "laptop"), (PHONE, "phone")])
 def test_the_page_works_without_javascript(
-    open_page: Any, viewport: dict[str, int], label: str
+    open_page: Any, open_server: str, viewport: dict[str, int], label: str
 ) -> None:
     expect = _expect()
     p = open_page(viewport, java_script_enabled=False)
@@ -539,9 +821,11 @@ def test_the_page_works_without_javascript(
     cite.click()
     expect(page).to_have_url(re.compile(r"#t1-src-1$"))
     p.shot(f"{label}-no-javascript")
-    page.fill("#question", UNANSWERABLE)
-    page.click("#send")
-    expect(page.locator("#t1 .reply.is-unanswerable .answer")).to_have_text("文中未提及。")
+    for question in UNRELATED:
+        page.fill("#question", question)
+        page.click("#send")
+        _expect_unanswered(page.locator("#t1"), _api_answer(open_server, question))
+    p.shot(f"{label}-no-javascript-unrelated")
     page.click("#new-chat")
     expect(page.locator("#intro")).to_be_visible()
 
@@ -582,7 +866,9 @@ def test_hostile_article_markup_shows_as_text_and_never_runs(browser: Any, xss_s
         assert request.value.headers["authorization"] == f"Bearer {KEY}"
         second = page.locator("#c2 .reply")
         expect(second.locator(".meta")).to_contain_text("大模型生成")
-        expect(second.locator(".answer")).to_contain_text(SCRIPT)
+        # The LLM's reply reaches the page as plain text: the verifier strips markup (rag.markup).
+        expect(second.locator(".answer")).to_contain_text("星河科技")
+        expect(second.locator(".answer")).not_to_contain_text("<script")
 
         assert page.evaluate("typeof window.__xss") == "undefined"
         markup = "#conversation script, #conversation img, #reader script, #reader img, b"

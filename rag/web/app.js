@@ -1,7 +1,8 @@
 // @ts-check
 /**
  * The page's behaviour: ask through /v1/chat/completions (streamed), show the answer with
- * linked [n] markers and its sources, open a source with the quote highlighted.
+ * linked [n] markers and its sources (or, when the articles do not answer, the related
+ * passages), open a source with the quote highlighted.
  *
  * No framework and no build step. Text from the server or the articles reaches the page only
  * as text nodes (Node.append / textContent), never as HTML.
@@ -10,11 +11,16 @@
 
 /**
  * @typedef {{id: number, doc: string, title: string, quote: string, start: number, end: number}} Citation
+ * @typedef {{text: string, doc: string, start: number, end: number, score: number,
+ *            resolved?: string|null}} ShortAnswer
+ * @typedef {"answered"|"related"|"none"} Outcome
  * @typedef {{answerable: boolean, mode: string, route?: string|null, fallback_reason?: string|null,
- *            rewritten_question?: string|null, timings?: Record<string, number>}} RagInfo
+ *            rewritten_question?: string|null, timings?: Record<string, number>,
+ *            outcome?: Outcome, confidence?: number|null, short_answer?: ShortAnswer|null,
+ *            related?: Citation[]}} RagInfo
  * @typedef {{id: string, title: string, date: string|null, text: string}} Doc
- * @typedef {{question: string, answer: string, citations: Citation[], done: boolean,
- *            failed: boolean, view: TurnView}} Turn
+ * @typedef {{question: string, answer: string, citations: Citation[], related: Citation[],
+ *            short: Citation|null, done: boolean, failed: boolean, view: TurnView}} Turn
  */
 
 const MODEL = "qianwen-rag";
@@ -22,6 +28,13 @@ const KEY_STORE = "qianwen-rag.api-key";
 const MARKER = /\[(\d{1,3})\]/g;
 /** @type {Record<string, string>} */
 const MODE_LABELS = { auto: "自动", extractive: "摘录原文", llm: "大模型生成" };
+/** Said under the answer text when the articles do not answer (same words as render.py). */
+const NOTICES = {
+  related: "以下是文章里与问题最相关的段落，仅供参考，它们并不直接回答这个问题：",
+  none: "收录的文章里没有找到能回答这个问题的内容。",
+};
+/** @type {Record<Outcome, string>} */
+const REPLY_STATES = { answered: "reply", related: "reply is-related", none: "reply is-unanswerable" };
 
 /** @param {string} id */
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -177,11 +190,16 @@ function answerNodes(text, turnId, citations) {
 }
 
 /**
- * The list of sources under an answer: title (opens the article), date, quote.
+ * The list of sources under an answer: title (opens the article), date, quote. The related
+ * passages of an unanswered question use the same list under their own heading.
  * @param {string} turnId
  * @param {Citation[]} citations
+ * @param {"cite"|"related"} kind
+ * @param {Citation|null} short the short answer, shown in bold inside the quote that holds it
  */
-function sourcesList(turnId, citations) {
+function sourcesList(turnId, citations, kind, short) {
+  const heading = kind === "related" ? "相关段落" : "来源";
+  const prefix = kind === "related" ? "rel" : "src";
   const items = citations.map((c) => {
     const date = el("span", { class: "date" });
     getDocument(c.doc).then(
@@ -192,27 +210,87 @@ function sourcesList(turnId, citations) {
     );
     const title = el(
       "button",
-      { type: "button", class: "source-title", "data-turn": turnId, "data-cite": String(c.id) },
+      {
+        type: "button",
+        class: "source-title",
+        "data-turn": turnId,
+        "data-kind": kind,
+        "data-cite": String(c.id),
+      },
       c.title,
     );
     return el(
       "li",
-      { id: `${turnId}-src-${c.id}` },
+      { id: `${turnId}-${prefix}-${c.id}` },
       el("span", { class: "num" }, String(c.id)),
       el(
         "div",
         {},
         el("p", { class: "source-head" }, title, date),
-        el("blockquote", { class: "quote" }, c.quote),
+        el("blockquote", { class: "quote" }, ...quoteNodes(c, short)),
       ),
     );
   });
   return el(
     "section",
-    { class: "sources", "aria-label": "来源" },
-    el("h2", {}, "来源"),
+    { class: kind === "related" ? "sources related" : "sources", "aria-label": heading },
+    el("h2", {}, heading),
     el("ol", {}, ...items),
   );
+}
+
+/**
+ * A quote as nodes, with the short answer in bold when this quote holds it.
+ * @param {Citation} c
+ * @param {Citation|null} short
+ */
+function quoteNodes(c, short) {
+  if (!short || !contains(c, short)) return [c.quote];
+  const start = utf16Index(c.quote, 0, 0, short.start - c.start);
+  const end = utf16Index(c.quote, start, short.start - c.start, short.end - c.start);
+  if (c.quote.slice(start, end) !== short.quote) return [c.quote];
+  const span = el("strong", { class: "span" }, c.quote.slice(start, end));
+  return [c.quote.slice(0, start), span, c.quote.slice(end)];
+}
+
+/**
+ * Whether citation `outer` covers the words of `inner`.
+ * @param {Citation} outer
+ * @param {Citation} inner
+ */
+function contains(outer, inner) {
+  return outer.doc === inner.doc && outer.start <= inner.start && inner.end <= outer.end;
+}
+
+/**
+ * The short answer as a citation of its own (id 0), so the reader can open it like one.
+ * @param {ShortAnswer} short
+ * @param {Citation[]} citations
+ * @returns {Citation}
+ */
+function shortCitation(short, citations) {
+  const holder = citations.find((c) => c.doc === short.doc);
+  const title = holder ? holder.title : short.doc;
+  const { doc, start, end } = short;
+  return { id: 0, doc, title, quote: short.text, start, end };
+}
+
+/**
+ * The short answer line: the words in bold (they open the source), and a relative date
+ * restated when there is one.
+ * @param {string} turnId
+ * @param {ShortAnswer} short
+ */
+function shortAnswerLine(turnId, short) {
+  const attrs = { class: "short-link", href: `#${turnId}-short`, title: "打开原文" };
+  const link = el(
+    "a",
+    { ...attrs, "data-turn": turnId, "data-kind": "short", "data-cite": "0" },
+    el("strong", {}, short.text),
+  );
+  const parts = [el("span", { class: "short-label" }, "答"), link];
+  if (short.resolved) parts.push(" ", el("span", { class: "resolved" }, `即 ${short.resolved}`));
+  return el("p", { class: "short-answer" }, ...parts);
 }
 
 /** @param {RagInfo} rag */
@@ -220,6 +298,7 @@ function metaLine(rag) {
   const label = MODE_LABELS[rag.mode] || rag.mode;
   const parts = [rag.route ? `自动选择：${label}` : label];
   if (rag.fallback_reason) parts.push("大模型不可用，已改为摘录原文");
+  if (typeof rag.confidence === "number") parts.push(`置信度 ${rag.confidence.toFixed(2)}`);
   const total = rag.timings?.total;
   if (typeof total === "number") parts.push(`用时 ${total.toFixed(2)} 秒`);
   return parts.join(" · ");
@@ -259,24 +338,30 @@ class TurnView {
   }
 
   /**
-   * @param {string} text
-   * @param {Citation[]} citations
+   * @param {Turn} turn
    * @param {RagInfo} rag
    */
-  done(text, citations, rag) {
+  done(turn, rag) {
+    const outcome = outcomeOf(rag);
     /** @type {Node[]} */
     const parts = [];
     if (rag.rewritten_question) {
       parts.push(el("p", { class: "rewrite" }, `按“${rag.rewritten_question}”理解`));
     }
-    this.answerEl.replaceChildren(...answerNodes(text, this.id, citations));
-    parts.push(this.answerEl);
-    if (!rag.answerable) {
-      parts.push(el("p", { class: "notice" }, "收录的文章里没有找到能回答这个问题的内容。"));
+    if (outcome === "answered" && rag.short_answer) {
+      parts.push(shortAnswerLine(this.id, rag.short_answer));
     }
-    if (citations.length) parts.push(sourcesList(this.id, citations));
+    this.answerEl.replaceChildren(...answerNodes(turn.answer, this.id, turn.citations));
+    parts.push(this.answerEl);
+    if (outcome !== "answered") parts.push(el("p", { class: "notice" }, NOTICES[outcome]));
+    if (outcome === "answered" && turn.citations.length) {
+      parts.push(sourcesList(this.id, turn.citations, "cite", turn.short));
+    }
+    if (outcome === "related" && turn.related.length) {
+      parts.push(sourcesList(this.id, turn.related, "related", null));
+    }
     parts.push(el("p", { class: "meta" }, metaLine(rag)));
-    this.reply.className = rag.answerable ? "reply" : "reply is-unanswerable";
+    this.reply.className = REPLY_STATES[outcome];
     this.reply.replaceChildren(...parts);
   }
 
@@ -290,6 +375,16 @@ class TurnView {
     this.reply.className = "reply is-error";
     this.reply.replaceChildren(el("p", { class: "notice", role: "alert" }, message), button);
   }
+}
+
+/**
+ * The answer's outcome; an abstaining answer from a server without outcomes is "none".
+ * @param {RagInfo} rag
+ * @returns {Outcome}
+ */
+function outcomeOf(rag) {
+  const outcome = rag.outcome || "answered";
+  return outcome === "answered" && !rag.answerable ? "none" : outcome;
 }
 
 /** @param {Response} res */
@@ -363,9 +458,13 @@ function onChunk(turn, chunk) {
     turn.view.streaming(turn.answer);
   }
   if (chunk.rag) {
+    /** @type {RagInfo} */
+    const rag = chunk.rag;
     turn.citations = chunk.citations || [];
+    turn.related = outcomeOf(rag) === "related" ? rag.related || [] : [];
+    turn.short = rag.short_answer ? shortCitation(rag.short_answer, turn.citations) : null;
     turn.done = true;
-    turn.view.done(turn.answer, turn.citations, chunk.rag);
+    turn.view.done(turn, rag);
   }
   keepInView();
 }
@@ -399,7 +498,14 @@ function retry(turn) {
  * @param {Turn} turn
  */
 async function run(turn) {
-  Object.assign(turn, { answer: "", citations: [], done: false, failed: false });
+  Object.assign(turn, {
+    answer: "",
+    citations: [],
+    related: [],
+    short: null,
+    done: false,
+    failed: false,
+  });
   turn.view.thinking();
   setBusy(true);
   const controller = new AbortController();
@@ -450,7 +556,7 @@ function keepInView() {
 
 /** @param {string} question */
 function ask(question) {
-  const turn = /** @type {Turn} */ ({ question, answer: "", citations: [], done: false });
+  const turn = /** @type {Turn} */ ({ question, answer: "", citations: [], related: [], done: false });
   turn.view = new TurnView(`c${state.turns.length + 1}`, question);
   state.turns.push(turn);
   intro.hidden = true;
@@ -524,16 +630,25 @@ function locate(text, c) {
 
 /**
  * The article text with this answer's quotes from it marked, the chosen one as "current".
+ * When the chosen range lies inside one of the quotes (the short answer in its sentence),
+ * that quote is marked too, with the chosen words marked within it.
  * @param {string} text
  * @param {Citation} current
  * @param {Citation[]} siblings all citations of the same answer
  */
 function highlighted(text, current, siblings) {
+  const here = locate(text, current);
+  const others = siblings
+    .filter((c) => c !== current && c.doc === current.doc)
+    .map((c) => ({ r: locate(text, c), c }));
+  const holder = others.find(
+    ({ r }) => here && r && r.start <= here.start && here.end <= r.end,
+  );
   /** @type {{start: number, end: number, c: Citation}[]} */
   const ranges = [];
-  const others = siblings.filter((c) => c !== current && c.doc === current.doc);
-  for (const c of [current, ...others]) {
-    const r = locate(text, c);
+  if (holder?.r) ranges.push({ ...holder.r, c: holder.c });
+  else if (here) ranges.push({ ...here, c: current });
+  for (const { r, c } of others) {
     if (r && ranges.every((o) => r.end <= o.start || r.start >= o.end)) ranges.push({ ...r, c });
   }
   ranges.sort((a, b) => a.start - b.start);
@@ -544,13 +659,17 @@ function highlighted(text, current, siblings) {
   let pos = 0;
   for (const r of ranges) {
     nodes.push(text.slice(pos, r.start));
-    const isCurrent = r.c === current;
-    const node = el("mark", { title: `[${r.c.id}]` }, text.slice(r.start, r.end));
-    if (isCurrent) {
-      node.className = "current";
-      mark = node;
+    const title = `[${r.c.id}]`;
+    if (r.c === current) {
+      mark = el("mark", { class: "current", title }, text.slice(r.start, r.end));
+      nodes.push(mark);
+    } else if (here && r.c === holder?.c) {
+      mark = el("mark", { class: "current" }, text.slice(here.start, here.end));
+      const around = [text.slice(r.start, here.start), mark, text.slice(here.end, r.end)];
+      nodes.push(el("mark", { class: "holder", title }, ...around));
+    } else {
+      nodes.push(el("mark", { title }, text.slice(r.start, r.end)));
     }
-    nodes.push(node);
     pos = r.end;
   }
   nodes.push(text.slice(pos));
@@ -561,11 +680,12 @@ function highlighted(text, current, siblings) {
  * Open the article behind a citation with its quote highlighted and scrolled into view.
  * @param {Citation} citation
  * @param {Citation[]} siblings
+ * @param {string} kicker what the citation is, shown above the title
  */
-async function openReader(citation, siblings) {
+async function openReader(citation, siblings, kicker) {
   const token = ++state.readerToken;
   const body = byId("reader-body");
-  byId("reader-kicker").textContent = `来源 [${citation.id}]`;
+  byId("reader-kicker").textContent = kicker;
   byId("reader-title").textContent = citation.title;
   byId("reader-date").textContent = "";
   body.replaceChildren(el("p", { class: "status" }, "正在打开原文"));
@@ -618,10 +738,20 @@ conversationEl.addEventListener("click", (event) => {
   const target = event.target instanceof Element ? event.target.closest("[data-cite]") : null;
   if (!(target instanceof HTMLElement)) return;
   const turn = state.turns.find((t) => t.view.id === target.dataset.turn);
-  const citation = turn?.citations.find((c) => c.id === Number(target.dataset.cite));
-  if (!turn || !citation) return;
+  if (!turn) return;
+  const kind = target.dataset.kind;
+  const id = Number(target.dataset.cite);
+  if (kind === "short") {
+    if (!turn.short) return;
+    event.preventDefault();
+    openReader(turn.short, turn.citations, "短答案");
+    return;
+  }
+  const list = kind === "related" ? turn.related : turn.citations;
+  const citation = list.find((c) => c.id === id);
+  if (!citation) return;
   event.preventDefault();
-  openReader(citation, turn.citations);
+  openReader(citation, list, kind === "related" ? `相关段落 ${id}` : `来源 [${id}]`);
 });
 
 byId("reader-close").addEventListener("click", () => reader.close());

@@ -12,11 +12,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from string import Template
 
-from rag.citations import MARKER, Answer, Citation
+from rag.citations import MARKER, Answer, Citation, Outcome, ShortAnswer
 from rag.index import StoredDocument
 from rag.web.assets import asset, template
 
+REPLY_STATES: dict[Outcome, str] = {
+    "answered": "",
+    "related": " is-related",
+    "none": " is-unanswerable",
+}
 MODE_LABELS = {"auto": "自动", "extractive": "摘录原文", "llm": "大模型生成"}
+# Said under the answer text when the articles do not answer; "related" lists passages after it.
+NOTICES: dict[Outcome, str] = {
+    "related": "以下是文章里与问题最相关的段落，仅供参考，它们并不直接回答这个问题：",
+    "none": "收录的文章里没有找到能回答这个问题的内容。",
+}
+SOURCE_HEADINGS: dict[Outcome, str] = {"answered": "来源", "related": "相关段落"}
 # Characters of article text shown on each side of a quote in the no-JS page.
 CONTEXT_CHARS = 80
 
@@ -34,28 +45,66 @@ class PageContext:
 
 @dataclass(frozen=True)
 class Source:
-    """A citation with the article's date and the words around the quote."""
+    """A citation with the article's date and the words around the quote.
+
+    ``short`` marks the short answer inside the quote (offsets into ``citation.quote``).
+    """
 
     citation: Citation
     date: str | None
     before: str
     after: str
+    short: tuple[int, int] | None = None
 
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def outcome_of(answer: Answer) -> Outcome:
+    """The answer's outcome; an abstaining answer from a mode that predates outcomes is "none"."""
+    if answer.outcome == "answered" and not answer.answerable:
+        return "none"
+    return answer.outcome
+
+
 def sources_for(answer: Answer, documents: Mapping[str, StoredDocument]) -> list[Source]:
-    """The answer's citations with their context, for the page without JavaScript."""
-    sources = []
-    for c in answer.citations:
-        doc = documents.get(c.doc)
-        if doc is None:
-            sources.append(Source(c, None, "", ""))
-            continue
-        sources.append(Source(c, doc.date, *_context(doc.text, c.start, c.end)))
+    """What the page without JavaScript lists under the answer, each quote in its context.
+
+    Answered: the citations, the one holding the short answer marking it (or, should no
+    citation hold it, a source of its own numbered 0). Related: the related passages.
+    """
+    outcome = outcome_of(answer)
+    if outcome == "none":
+        return []
+    if outcome == "related":
+        return [_source(c, documents) for c in answer.related]
+    short = answer.short_answer
+    holder = _holder(answer.citations, short) if short else None
+    sources = [_source(c, documents, short if c is holder else None) for c in answer.citations]
+    if short is not None and holder is None:
+        title = documents[short.doc].title if short.doc in documents else short.doc
+        own = Citation(0, short.doc, title, short.text, short.start, short.end)
+        sources.append(_source(own, documents, short))
     return sources
+
+
+def _holder(citations: Sequence[Citation], short: ShortAnswer) -> Citation | None:
+    """The citation whose quote contains the short answer."""
+    for c in citations:
+        if c.doc == short.doc and c.start <= short.start and short.end <= c.end:
+            return c
+    return None
+
+
+def _source(
+    c: Citation, documents: Mapping[str, StoredDocument], short: ShortAnswer | None = None
+) -> Source:
+    span = (short.start - c.start, short.end - c.start) if short else None
+    doc = documents.get(c.doc)
+    if doc is None:
+        return Source(c, None, "", "", span)
+    return Source(c, doc.date, *_context(doc.text, c.start, c.end), span)
 
 
 def _context(text: str, start: int, end: int) -> tuple[str, str]:
@@ -141,18 +190,32 @@ def _turn(asked: str, answer: Answer | None, sources: Sequence[Source], error: s
             f'<div class="reply is-error"><p class="notice" role="alert">{message}</p></div>\n'
         )
     else:
-        state = "" if answer.answerable else " is-unanswerable"
-        parts.append(f'<div class="reply{state}">\n')
+        outcome = outcome_of(answer)
+        parts.append(f'<div class="reply{REPLY_STATES[outcome]}">\n')
         if answer.rewritten_question:
             parts.append(f'<p class="rewrite">按“{_e(answer.rewritten_question)}”理解</p>\n')
+        if outcome == "answered" and answer.short_answer is not None:
+            parts.append(_short_html(answer.short_answer, sources, "t1"))
         parts.append(f'<div class="answer">{_answer_html(answer, "t1")}</div>\n')
-        if not answer.answerable:
-            parts.append('<p class="notice">收录的文章里没有找到能回答这个问题的内容。</p>\n')
+        if outcome != "answered":
+            parts.append(f'<p class="notice">{NOTICES[outcome]}</p>\n')
         if sources:
-            parts.append(_sources_html(sources, "t1"))
+            parts.append(_sources_html(sources, "t1", outcome))
         parts.append(f'<p class="meta">{_e(_meta(answer))}</p>\n</div>\n')
     parts.append("</article>\n")
     return "".join(parts)
+
+
+def _short_html(short: ShortAnswer, sources: Sequence[Source], turn: str) -> str:
+    """The short answer in bold, linked to the source that holds it."""
+    holder = next((s.citation.id for s in sources if s.short is not None), None)
+    text = f"<strong>{_e(short.text)}</strong>"
+    if holder is not None:
+        text = f'<a class="short-link" href="#{turn}-src-{holder}">{text}</a>'
+    resolved = ""
+    if short.resolved:
+        resolved = f' <span class="resolved">即 {_e(short.resolved)}</span>'
+    return f'<p class="short-answer"><span class="short-label">答</span>{text}{resolved}</p>\n'
 
 
 def _answer_html(answer: Answer, turn: str) -> str:
@@ -171,22 +234,37 @@ def _answer_html(answer: Answer, turn: str) -> str:
     return "".join(out)
 
 
-def _sources_html(sources: Sequence[Source], turn: str) -> str:
+def _sources_html(sources: Sequence[Source], turn: str, outcome: Outcome) -> str:
+    heading = SOURCE_HEADINGS.get(outcome, "来源")
+    kind = "rel" if outcome == "related" else "src"
     items = []
     for s in sources:
         c = s.citation
+        number = str(c.id) if c.id else "答"
         date = f'<span class="date">{_e(s.date)}</span>' if s.date else ""
         before, after = _e(s.before), _e(s.after)
         items.append(
-            f'<li id="{turn}-src-{c.id}"><span class="num">{c.id}</span><div>'
+            f'<li id="{turn}-{kind}-{c.id}"><span class="num">{number}</span><div>'
             f'<p class="source-head"><span class="source-title">{_e(c.title)}</span>{date}</p>'
-            f'<blockquote class="quote">{before}<mark>{_e(c.quote)}</mark>{after}</blockquote>'
+            f'<blockquote class="quote">{before}<mark>{_quote_html(s)}</mark>{after}</blockquote>'
             "</div></li>"
         )
+    css = "sources related" if outcome == "related" else "sources"
     return (
-        '<section class="sources" aria-label="来源"><h2>来源</h2><ol>'
+        f'<section class="{css}" aria-label="{heading}"><h2>{heading}</h2><ol>'
         + "".join(items)
         + "</ol></section>\n"
+    )
+
+
+def _quote_html(source: Source) -> str:
+    """The escaped quote, with the short answer in it (if any) in bold."""
+    quote = source.citation.quote
+    if source.short is None:
+        return _e(quote)
+    start, end = source.short
+    return (
+        f'{_e(quote[:start])}<strong class="span">{_e(quote[start:end])}</strong>{_e(quote[end:])}'
     )
 
 
@@ -194,6 +272,8 @@ def _meta(answer: Answer) -> str:
     parts = [MODE_LABELS.get(answer.mode, answer.mode)]
     if answer.fallback_reason:
         parts.append("大模型不可用，已改为摘录原文")
+    if answer.confidence is not None:
+        parts.append(f"置信度 {answer.confidence:.2f}")
     total = answer.timings.get("total")
     if total is not None:
         parts.append(f"用时 {total:.2f} 秒")
