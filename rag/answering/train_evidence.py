@@ -62,35 +62,27 @@ from rag.settings import Settings
 SEED = 7
 FOLDS = 5
 TARGET_FALSE_ABSTENTION = 0.05
+# Shared by every model: fixed seeds and deterministic, so a rebuild gives the same files.
+COMMON_PARAMS = {
+    "learning_rate": 0.05,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.9,
+    "bagging_freq": 1,
+    "seed": SEED,
+    "deterministic": True,
+    "num_threads": 2,
+    "verbose": -1,
+}
 RANKER_PARAMS = {
+    **COMMON_PARAMS,
     "objective": "lambdarank",
     "metric": "ndcg",
     "ndcg_eval_at": [1],
-    "learning_rate": 0.05,
     "num_leaves": 15,
     "min_data_in_leaf": 20,
-    "feature_fraction": 0.9,
-    "bagging_fraction": 0.9,
-    "bagging_freq": 1,
-    "seed": SEED,
-    "deterministic": True,
-    "num_threads": 2,
-    "verbose": -1,
 }
 RANKER_ROUNDS = 300
-JUDGE_PARAMS = {
-    "objective": "binary",
-    "learning_rate": 0.05,
-    "num_leaves": 7,
-    "min_data_in_leaf": 30,
-    "feature_fraction": 0.9,
-    "bagging_fraction": 0.9,
-    "bagging_freq": 1,
-    "seed": SEED,
-    "deterministic": True,
-    "num_threads": 2,
-    "verbose": -1,
-}
+JUDGE_PARAMS = {**COMMON_PARAMS, "objective": "binary", "num_leaves": 7, "min_data_in_leaf": 30}
 JUDGE_ROUNDS = 300
 # Content-free and nonsense input the service must never answer (negatives for the judge).
 NONSENSE = (
