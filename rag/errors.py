@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 class RagError(Exception):
     """Base class: a problem the user can act on, reported without a stack trace."""
@@ -60,3 +64,27 @@ class LLMError(RagError):
 
     status = 502
     code = "llm_error"
+
+
+def unicode_problem(text: str) -> str | None:
+    """What makes ``text`` impossible to encode as UTF-8 (a lone surrogate), or None.
+
+    Such characters arrive from a JSON ``\\ud800`` escape or from undecodable bytes (Python
+    maps the bytes of a non-UTF-8 command line or file to U+DC80..U+DCFF); left alone they
+    crash the embedder deep inside a request.
+    """
+    bad = _SURROGATE.search(text)
+    if bad is None:
+        return None
+    return (
+        f"character {bad.start() + 1} is U+{ord(bad.group()):04X}, a lone surrogate "
+        "(undecodable bytes or a broken \\u escape); send UTF-8"
+    )
+
+
+def check_text(text: str, what: str = "question") -> str:
+    """``text`` itself, or an :class:`InvalidInputError` naming its first unencodable character."""
+    problem = unicode_problem(text)
+    if problem is not None:
+        raise InvalidInputError(f"the {what} is not valid Unicode: {problem}")
+    return text

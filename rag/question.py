@@ -137,11 +137,18 @@ def _expectation(lowered: str) -> Expectation:
     return "other"
 
 
+MAX_SUB_QUESTIONS = 3
+
+
 def sub_questions(text: str) -> list[str]:
-    """The separate questions in "A是什么?B又是什么?" (one item when there is only one)."""
+    """The separate questions in "A是什么?B又是什么?" (one item when there is only one).
+
+    At most the first three: each is embedded and scored on its own, so a question made of
+    hundreds of "?"-ended clauses would otherwise cost hundreds of embeddings.
+    """
     pieces = [c.strip() for c in re.split("(?<=[?\uff1f])", text)]
     clauses = [c for c in pieces if len(c) > 4]
-    return clauses if len(clauses) > 1 else [text]
+    return clauses[:MAX_SUB_QUESTIONS] if len(clauses) > 1 else [text]
 
 
 def _parts(text: str, years: tuple[str, ...], multi: bool) -> int:

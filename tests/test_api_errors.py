@@ -50,6 +50,23 @@ class Bad:
 
 ASK, SEARCH, CHAT = "/api/ask", "/api/search", "/v1/chat/completions"
 OVER = "问" * (LIMIT + 1)
+# A lone surrogate, as a JSON escape: valid JSON, but no encoder turns it into UTF-8.
+SURROGATE = "\\ud800"
+UNICODE = "not valid Unicode: character 1 is U+D800, a lone surrogate"
+DEEP = b"[" * 1000 + b"]" * 1000  # over the JSON parser's recursion limit
+NESTS = "the body nests too deeply"
+
+
+def _escaped(body: Any, escape: str = SURROGATE) -> bytes:
+    """``body`` as JSON with every "@" replaced by ``escape`` as written (not re-escaped)."""
+    return json.dumps(body, ensure_ascii=False).replace("@", escape).encode()
+
+
+def _nested(body: Any) -> bytes:
+    """``body`` as JSON with its "@" replaced by 1,000 nested arrays."""
+    return _escaped(body, DEEP.decode()).replace(b'"' + DEEP + b'"', DEEP)
+
+
 TABLE = [
     Bad("empty-question", "POST", ASK, 400, "the question is empty", {"question": ""}),
     Bad("blank-question", "POST", ASK, 400, "the question is empty", {"question": " \n\t　"}),
@@ -108,6 +125,46 @@ TABLE = [
         {"question": 1},
     ),
     Bad("body-array", "POST", ASK, 400, "valid dictionary", ["question"]),
+    Bad("surrogate-question", "POST", ASK, 400, UNICODE, _escaped({"question": "@abc"})),
+    Bad(
+        "low-surrogate-question",
+        "POST",
+        ASK,
+        400,
+        "question: not valid Unicode: character 4 is U+DCFF",
+        _escaped({"question": "abc@"}, "\\udcff"),
+    ),
+    Bad("surrogate-query", "POST", SEARCH, 400, UNICODE, _escaped({"query": "@abc"})),
+    Bad("surrogate-chat", "POST", CHAT, 400, UNICODE, _escaped(_chat(("user", "@abc")))),
+    Bad(
+        "surrogate-chat-stream",
+        "POST",
+        CHAT,
+        400,
+        UNICODE,
+        _escaped(_chat(("user", "@abc"), stream=True)),
+    ),
+    Bad(
+        "surrogate-chat-part",
+        "POST",
+        CHAT,
+        400,
+        f"messages.0: {UNICODE}",
+        _escaped(_chat(("user", [{"type": "text", "text": "@abc"}]))),
+    ),
+    Bad(
+        "surrogate-earlier-turn",
+        "POST",
+        CHAT,
+        400,
+        f"messages.0: {UNICODE}",
+        _escaped(_chat(("user", "@abc"), ("assistant", "好"), ("user", "那2024年呢?"))),
+    ),
+    Bad("deep-json-value", "POST", ASK, 400, NESTS, _nested({"question": "@"})),
+    Bad("deep-json-extra", "POST", ASK, 400, NESTS, _nested({"question": "x", "a": "@"})),
+    Bad("deep-json-search", "POST", SEARCH, 400, NESTS, _nested({"query": "@"})),
+    Bad("deep-json-chat", "POST", CHAT, 400, NESTS, _nested(_chat(("user", "x"), x="@"))),
+    Bad("deep-json-array", "POST", CHAT, 400, NESTS, DEEP),
     Bad("messages-string", "POST", CHAT, 400, "messages", {"model": MODEL, "messages": "hi"}),
     Bad("content-numbers", "POST", CHAT, 400, "messages.0.content", _chat(("user", [1, 2]))),
     Bad(
@@ -271,6 +328,53 @@ def test_chunked_body_over_the_limit_is_refused(client: httpx.Client) -> None:
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "body_too_large"
+
+
+# Questions without words: the answer layer says "not found" (a 200), never a 5xx.
+WORDLESS = ["\u200b\u200b\u200d", "？？？", "😀", "...", "\u200b？\ufeff"]
+
+
+@pytest.mark.parametrize("question", WORDLESS, ids=["zero-width", "marks", "emoji", "dots", "mix"])
+def test_a_question_without_words_is_not_found(client: httpx.Client, question: str) -> None:
+    asked = client.post(ASK, json={"question": question, "mode": "extractive"})
+    chat = client.post(CHAT, json=_chat(("user", question)))
+    searched = client.post(SEARCH, json={"query": question})
+
+    assert asked.status_code == 200, asked.text[:300]
+    answer = asked.json()
+    assert answer["outcome"] == "none"
+    assert answer["answerable"] is False and answer["citations"] == []
+    assert answer["unsupported"] == ["the question has no words"]
+    assert chat.status_code == 200, chat.text[:300]
+    assert chat.json()["rag"]["outcome"] == "none"
+    assert chat.json()["citations"] == []
+    assert searched.status_code == 200, searched.text[:300]
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "message"),
+    [
+        ("body over the limit", 413, f"request body over {MAX_BODY} bytes"),
+        ("question sent as a file", 400, "question: Input should be a valid string"),
+    ],
+)
+def test_form_errors_before_the_form_runs_are_pages(
+    client: httpx.Client, case: str, status: int, message: str
+) -> None:
+    """The no-JavaScript form's browser shows the response: an error is the page, not JSON."""
+    if case == "body over the limit":
+        response = client.post("/ask", content=b"question=" + b"x" * MAX_BODY, headers=FORM)
+    else:
+        response = client.post("/ask", files={"question": ("q.txt", "阿里云".encode())})
+
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    assert f"出错了：{message}" in response.text
+    assert response.headers["x-request-id"]
 
 
 def test_openai_errors_use_the_openai_envelope(client: httpx.Client) -> None:

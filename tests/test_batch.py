@@ -21,13 +21,18 @@ QUESTIONS = {
     "downloads": "Qwen系列模型的全球下载量超过了多少?",
     "datacenter": "How many servers can the Ulanqab data centre hold?",
 }
-# Line 2 is cut-off JSON and line 4 has no question; both are reported, the rest answered.
+# Line 2 is cut-off JSON, line 4 has no question, line 5 a lone surrogate (a JSON escape) and
+# line 6 bytes that are not UTF-8; all four are reported, the rest answered.
 BATCH_LINES = [
-    json.dumps({"id": "server", "question": QUESTIONS["server"]}, ensure_ascii=False),
-    '{"id": "broken", "question": ',
-    json.dumps({"id": "downloads", "question": QUESTIONS["downloads"]}, ensure_ascii=False),
-    '{"id": "no-question"}',
-    json.dumps({"id": "datacenter", "question": QUESTIONS["datacenter"]}),
+    json.dumps({"id": "server", "question": QUESTIONS["server"]}, ensure_ascii=False).encode(),
+    b'{"id": "broken", "question": ',
+    json.dumps(
+        {"id": "downloads", "question": QUESTIONS["downloads"]}, ensure_ascii=False
+    ).encode(),
+    b'{"id": "no-question"}',
+    b'{"id": "surrogate", "question": "\\ud800abc"}',
+    b'{"id": "latin-1", "question": "\xff\xfe' + "阿里云".encode() + b'"}',
+    json.dumps({"id": "datacenter", "question": QUESTIONS["datacenter"]}).encode(),
 ]
 ANSWER_KEYS = {f.name for f in fields(Answer)}
 CITATION_KEYS = {f.name for f in fields(Citation)}
@@ -55,7 +60,7 @@ def first_run(
 ) -> Batch:
     folder = tmp_path_factory.mktemp("first-run")
     batch, out = folder / "in.jsonl", folder / "out.jsonl"
-    batch.write_text("\n".join(BATCH_LINES) + "\n", encoding="utf-8")
+    batch.write_bytes(b"\n".join(BATCH_LINES) + b"\n")
     result = run_rag("ask", *where(sample_corpus, index_dir), "--batch", batch, "--out", out)
     return Batch(batch, out, result)
 
@@ -113,17 +118,20 @@ def test_batch_reports_bad_lines_by_number_and_exits_non_zero(first_run: Batch) 
     assert result.stdout == ""
     reported = [line for line in result.stderr.splitlines() if line.startswith(f"{batch}:")]
     numbers = [line.removeprefix(f"{batch}:").split(":")[0] for line in reported]
-    assert numbers == ["2", "4"], result.stderr
+    assert numbers == ["2", "4", "5", "6"], result.stderr
     assert "needs an 'id' and a non-empty 'question'" in reported[1]
-    assert "answered 3, already done 0, bad lines 2, failed 0" in result.stderr
+    assert "the question of id surrogate is not valid Unicode: character 1 is U+D800" in reported[2]
+    assert "the question of id latin-1 is not valid Unicode: character 1 is U+DCFF" in reported[3]
+    assert "Traceback" not in result.stderr
+    assert "answered 3, already done 0, bad lines 4, failed 0" in result.stderr
 
 
 def test_rerun_skips_ids_already_answered(resumed_run: Batch, first_run: Batch) -> None:
     result = resumed_run.result
     first_line = first_run.out.read_text(encoding="utf-8").splitlines()[0]
 
-    assert result.returncode == 1, result.stderr  # the two bad lines are still bad
-    assert "answered 2, already done 1, bad lines 2, failed 0" in result.stderr
+    assert result.returncode == 1, result.stderr  # the four bad lines are still bad
+    assert "answered 2, already done 1, bad lines 4, failed 0" in result.stderr
     lines = resumed_run.out.read_text(encoding="utf-8").splitlines()
     assert lines[0] == first_line
     assert sum('"id": "server"' in line for line in lines) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from collections.abc import Callable
@@ -140,6 +141,7 @@ def test_eval_prints_the_metric_keys_as_json(
         ("invalid RAG_EMBEDDER", "RAG_EMBEDDER"),
         pytest.param("unreadable eval file", "cannot read", marks=pytest.mark.slow),
         ("search without a question", "give either a QUESTION or --batch"),
+        ("undecodable question", "the question is not valid Unicode: character 1 is U+DCFF"),
     ],
 )
 def test_bad_input_exits_non_zero_with_a_one_line_error(
@@ -164,6 +166,10 @@ def test_bad_input_exits_non_zero_with_a_one_line_error(
     elif case == "unreadable eval file":
         (tmp_path / "eval.jsonl").write_bytes(b'{"id": "\xff\xfe"}\n')
         args = ["eval", tmp_path / "eval.jsonl", *where(request.getfixturevalue("indexed"))]
+    elif case == "undecodable question":
+        # What the shell passes for $'\xff\xfe阿里云': Python keeps the bytes as surrogates.
+        question = os.fsdecode(b"\xff\xfe" + "阿里云".encode())
+        args = ["ask", question, "--corpus", sample_corpus, *index]
     else:
         args = ["search", "--corpus", sample_corpus, *index]
 

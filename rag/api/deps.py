@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from rag.answer import Answerer
 from rag.api.metrics import Metrics
-from rag.errors import InvalidInputError
+from rag.errors import InvalidInputError, check_text
 from rag.service import Service
 from rag.settings import Settings
 
@@ -39,8 +39,8 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
 def check_question(text: str, settings: Settings, what: str = "question") -> str:
-    """Reject empty and over-long questions with a clear message."""
-    text = text.strip()
+    """Reject empty, over-long and unencodable questions with a clear message."""
+    text = check_text(text, what).strip()
     if not text:
         raise InvalidInputError(f"the {what} is empty")
     if len(text) > settings.max_question_chars:

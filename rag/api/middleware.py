@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from rag.api.metrics import Metrics
+from rag.api.routes.web import FORM_ROUTE, form_error_page
 
 log = logging.getLogger("rag.access")
 
@@ -111,14 +112,11 @@ class GuardMiddleware:
                 )
                 return
             declared = headers.get(b"content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-                status_holder["status"] = 413
-                await _send_json(send, 413, self._too_large(), extra)
-                return
-            replay = await self._buffered(receive)
+            replay = None
+            if declared is None or not declared.isdigit() or int(declared) <= self.max_body:
+                replay = await self._buffered(receive)
             if replay is None:
-                status_holder["status"] = 413
-                await _send_json(send, 413, self._too_large(), extra)
+                await self._refuse_too_large(scope, receive, send_with_id)
                 return
             await self.app(scope, replay, send_with_id)
         finally:
@@ -137,12 +135,14 @@ class GuardMiddleware:
                 },
             )
 
-    def _too_large(self) -> dict[str, Any]:
-        return _error(
-            413,
-            f"request body over {self.max_body} bytes",
-            "body_too_large",
-            "invalid_request_error",
+    async def _refuse_too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body over {self.max_body} bytes"
+        if (scope["method"], scope["path"]) == FORM_ROUTE and "app" in scope:
+            # The form's browser shows the page, not JSON (the body is not read: no question).
+            await form_error_page(scope["app"], 413, message)(scope, receive, send)
+            return
+        await _send_json(
+            send, 413, _error(413, message, "body_too_large", "invalid_request_error"), []
         )
 
     async def _buffered(self, receive: Receive) -> Receive | None:

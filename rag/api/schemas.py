@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from rag.errors import unicode_problem
 
 ModeField = Literal["auto", "extractive", "llm"]
+
+
+def _encodable(value: str) -> str:
+    """Refuse a lone surrogate here, so every route gets a 400 and never the embedder's crash."""
+    problem = unicode_problem(value)
+    if problem is not None:
+        raise ValueError(f"not valid Unicode: {problem}")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
 
 
 class ChatMessage(BaseModel):
@@ -22,6 +35,12 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, list):
             return "".join(str(p.get("text", "")) for p in self.content if isinstance(p, dict))
         return ""
+
+    @model_validator(mode="after")
+    def _encodable_text(self) -> ChatMessage:
+        # Every message, not only the last: earlier turns rewrite a follow-up question.
+        _encodable(self.text())
+        return self
 
 
 class ChatRequest(BaseModel):
@@ -59,7 +78,7 @@ class ShortAnswerOut(BaseModel):
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    question: str
+    question: Text
     mode: ModeField | None = None
     top_k: int | None = Field(None, ge=1, le=20)
 
@@ -94,7 +113,7 @@ class AnswerOut(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    query: str
+    query: Text
     top_k: int = Field(5, ge=1, le=50)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header, Response
+from fastapi import APIRouter, FastAPI, Form, Header, Response
 from fastapi.responses import HTMLResponse
 
 from rag.api.deps import MetricsDep, ServiceDep, SettingsDep
@@ -12,6 +12,9 @@ from rag.errors import NotFoundError
 from rag.web.assets import asset
 from rag.web.page import answer_form, page_context
 from rag.web.render import render_page
+
+# The form's route: its errors, even those raised before it runs, come back as the page.
+FORM_ROUTE = ("POST", "/ask")
 
 router = APIRouter(include_in_schema=False)
 
@@ -27,6 +30,13 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 FOREVER = "public, max-age=31536000, immutable"
+
+
+def form_error_page(app: FastAPI, status: int, message: str) -> HTMLResponse:
+    """The page with ``message`` where the answer would be: for errors before the form runs."""
+    context = page_context(app.state.service, app.state.settings)
+    html = render_page(context, asked="", error=f"出错了：{message}")
+    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
 
 @router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
