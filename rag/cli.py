@@ -237,7 +237,11 @@ def _print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rag", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="rag",
+        description="Cited answers from your Chinese news articles: index, search, ask, "
+        "evaluate and serve.",
+    )
     parser.add_argument("--log-level", default=None, help="override RAG_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True)
 
