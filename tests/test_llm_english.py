@@ -16,16 +16,14 @@ import pytest
 from rag.answer import Answerer
 from rag.citations import NOT_FOUND_EN, NOT_FOUND_ZH, check_answer
 from rag.embedding import E5Embedder
-from rag.engine import Engine
 from rag.index import SearchIndex
-from rag.llm import OpenAIChat, build_messages, reply_language, requested_language
+from rag.llm import build_messages, reply_language, requested_language
 from rag.retrieval import Retriever
-from rag.settings import Settings
 from tests.api_server import LiveServer, api_settings, serve
 from tests.helpers.english import ALTERED, GLOSSED, HONEST, NEGATION_FLIPPED, English
 from tests.helpers.fake_llm import FakeLLM, Script
 
-pytest_plugins = ["tests.api_fixtures"]
+pytest_plugins = ["tests.api_fixtures", "tests.fake_llm_fixtures"]
 
 # Measured on tests/helpers/english.py: 11 of 12 honest sentences kept (the one lost has no
 # number and aligns to the wrong sentence); every altered number, direction and negation caught.
@@ -34,20 +32,6 @@ MIN_HONEST_KEPT = 0.9
 # ("The models are free for everyone forever.") are not caught across languages; the altered
 # facts are.
 INVENTED = 3
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def answerer(
-    fake: FakeLLM, bundled_index: SearchIndex, e5: E5Embedder, retriever: Retriever
-) -> Answerer:
-    engine = Engine(Settings.model_construct(), e5, bundled_index, retriever)
-    return Answerer(engine, OpenAIChat(fake.base_url, "fake", timeout=10))
 
 
 def prompt(fake: FakeLLM) -> tuple[str, str]:

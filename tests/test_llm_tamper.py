@@ -20,34 +20,16 @@ import pytest
 from rag.answer import Answerer
 from rag.citations import Answer, check_answer
 from rag.embedding import E5Embedder
-from rag.engine import Engine
 from rag.index import SearchIndex
-from rag.llm import OpenAIChat
-from rag.retrieval import Retriever
-from rag.settings import Settings
 from rag.verify import split_reply
 from tests.api_server import LiveServer, api_settings, serve
 from tests.helpers.fake_llm import FakeLLM, Script, chunk
 from tests.helpers.tamper import ALTERED, HONEST, Altered
 from tests.test_llm import ECHO, SECRET
 
-pytest_plugins = ["tests.api_fixtures"]
+pytest_plugins = ["tests.api_fixtures", "tests.fake_llm_fixtures"]
 
 MAX_HONEST_DROPPED = 0.05
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def answerer(
-    fake: FakeLLM, bundled_index: SearchIndex, e5: E5Embedder, retriever: Retriever
-) -> Answerer:
-    engine = Engine(Settings.model_construct(), e5, bundled_index, retriever)
-    return Answerer(engine, OpenAIChat(fake.base_url, "fake", timeout=10))
 
 
 def ask(fake: FakeLLM, answerer: Answerer, question: str, reply: str) -> Answer:
