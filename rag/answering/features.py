@@ -110,7 +110,8 @@ RARE_WORD = 500
 
 
 @lru_cache(maxsize=65536)
-def _posseg(text: str) -> tuple[tuple[str, str], ...]:
+def tag_words(text: str) -> tuple[tuple[str, str], ...]:
+    """jieba's (word, part of speech) pairs, cached: questions and candidate sentences recur."""
     return tuple((w, t) for w, t in jieba.posseg.lcut(text))
 
 
@@ -145,7 +146,7 @@ def question_names(question: str) -> tuple[str, ...]:
     """The specific names a question is about: proper nouns, Latin terms, and words jieba's
     dictionary does not know (new product names such as 磐久)."""
     names = []
-    for word, tag in _posseg(question):
+    for word, tag in tag_words(question):
         if len(word) < 2:
             continue
         freq = jieba.dt.FREQ.get(word, 0)
@@ -173,7 +174,7 @@ def _new_things(question: str, text: str) -> tuple[bool, bool, bool, bool]:
     number = any(m.group() not in question for m in _NUMBER.finditer(text))
     time = any(re.sub(r"\s", "", m.group()) not in question for m in _TIME.finditer(text))
     name = place = False
-    for word, tag in _posseg(text):
+    for word, tag in tag_words(text):
         if len(word) < 2 or word in question:
             continue
         if tag in NAME_TAGS and (tag in ("nt", "eng") or jieba.dt.FREQ.get(word, 0) < RARE_WORD):
@@ -209,7 +210,7 @@ def _appositive(question: str, text: str) -> float:
     jieba often splits an unknown name (仓|剑), so a name is a proper-noun token whose first
     two characters in the sentence also stand in the question.
     """
-    words = _posseg(text)
+    words = tag_words(text)
     best = 0
     offset = 0
     for i, (word, tag) in enumerate(words):

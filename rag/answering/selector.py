@@ -28,6 +28,7 @@ from rag.answering.features import (
     answerability_row,
     evidence_candidates,
     states_money,
+    tag_words,
 )
 from rag.evidence import ScoredSentence
 from rag.index import SearchIndex
@@ -110,7 +111,7 @@ def has_words(text: str) -> bool:
 def unknown_names(info: QuestionInfo, index: SearchIndex) -> list[str]:
     """Specific names in the question (people, brands, terms) found nowhere in the corpus."""
     found = []
-    words = jieba.posseg.lcut(info.text) if info.language == "zh" else []
+    words = tag_words(info.text) if info.language == "zh" else ()
     for word, tag in words:
         word = word.strip()
         if tag not in ENTITY_TAGS or len(word) < 2:

@@ -652,10 +652,23 @@ def best_span(
     question: str, sentence: str, model: SpanModel | None = None
 ) -> tuple[int, int, float] | None:
     """The highest-scoring candidate ``(start, end, probability)`` in ``sentence``, if any."""
+    if model is None:
+        return _best_with_shipped_model(question, sentence)
+    return _best(question, sentence, model)
+
+
+@lru_cache(maxsize=1024)
+def _best_with_shipped_model(question: str, sentence: str) -> tuple[int, int, float] | None:
+    """Cached: an answer scores its chosen sentence twice (answerability, then the short
+    answer), and the model is the costly part of both."""
+    return _best(question, sentence, _model())
+
+
+def _best(question: str, sentence: str, model: SpanModel) -> tuple[int, int, float] | None:
     cands, rows = featurize(question, sentence)
     if not cands:
         return None
-    scores = (model or _model()).predict(rows)
+    scores = model.predict(rows)
     k = int(np.argmax(scores))
     return cands[k].start, cands[k].end, float(scores[k])
 
@@ -685,9 +698,8 @@ def short_answer(
     """
     if not is_factoid(question):
         return None
-    model = _model()
-    best = best_span(question, text[start:end], model)
-    if best is None or best[2] < model.threshold:
+    best = best_span(question, text[start:end])
+    if best is None or best[2] < _model().threshold:
         return None
     s, e, score = best
     span = text[start + s : start + e]
