@@ -124,12 +124,16 @@ def groups(qa: QASet, first_only: bool = False) -> Iterator[Group]:
     for item in qa.items:
         if not span.is_factoid(item.question):
             continue
-        golds = {a.strip() for a, _ in item.answers}
+        # Compared as CMRC scores them (no punctuation), so a clause matches a gold answer
+        # written with its full stop.
+        golds = {normalise(a) for a, _ in item.answers}
         for sentence in answer_sentences(qa, item, first_only):
             cands, rows = span.featurize(item.question, sentence)
             if not cands:
                 continue
-            labels = np.array([sentence[c.start : c.end] in golds for c in cands], dtype=np.float64)
+            labels = np.array(
+                [normalise(sentence[c.start : c.end]) in golds for c in cands], dtype=np.float64
+            )
             yield Group(item, sentence, cands, rows, labels)
 
 
