@@ -26,7 +26,12 @@ from rag.answering.qa_sets import SPLIT_SEED, QAItem, QASet, load_sets, sample, 
 from rag.sentences import split_sentences
 
 SEED = 20261129
-TARGET_F1 = 0.8  # mean character F1 wanted among returned short answers
+# Mean character F1 wanted among returned short answers (given the gold sentence). A missing
+# short answer scores 0 in CMRC's F1, a partly right one (the full date for a year) scores
+# some, and the cited sentence is shown under it either way: 0.75 returns two thirds of the
+# answers where 0.8 returned three fifths. ``threshold_curve`` in the card shows the trade.
+TARGET_F1 = 0.75
+CURVE = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)  # thresholds reported beside the chosen one
 MIN_RETURNED = 20  # the threshold is not chosen on fewer answers than this
 PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -281,6 +286,16 @@ def main(argv: list[str] | None = None) -> None:
     figures["at_threshold"] = at_threshold(
         best, threshold, figures["questions"], figures["factoid_questions"]
     )
+    figures["threshold_curve"] = [
+        {
+            k: v
+            for k, v in at_threshold(
+                best, t, figures["questions"], figures["factoid_questions"]
+            ).items()
+            if k in ("threshold", "coverage_all", "returned_f1", "all_questions_f1")
+        }
+        for t in CURVE
+    ]
     args.out.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(args.out / "span.txt"))
     _, y = stack(fit_groups)
