@@ -88,10 +88,6 @@ ANSWERABILITY_FEATURES = (
     "top_neighbour_lead",
 )
 TOP_CANDIDATES = 5
-# Question words that ask rather than describe: left out of the character-pair coverage.
-_ASKING = re.compile(
-    r"什么|哪[一个些里儿位年天家所种]?|多少|几|谁|何[时地处人]?|怎么样?|如何|为什么|是否|吗|呢|请问"
-)
 
 _CJK_OR_WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]|[A-Za-z]+|[0-9]+")
 _NUMBER = re.compile(
@@ -323,11 +319,6 @@ def without_lexical_match(candidate: Candidate) -> Candidate:
     return Candidate(candidate.sentence, tuple(values))
 
 
-def _window(index: SearchIndex, s: ScoredSentence) -> str:
-    """The sentence with its neighbours in its document."""
-    return "".join([s.text, *(index.sentence_text(row) for row in _neighbour_rows(index, s))])
-
-
 def _neighbour_rows(index: SearchIndex, s: ScoredSentence) -> list[int]:
     """The rows of the sentences before and after ``s`` in its document (within the index)."""
     return [
@@ -408,18 +399,6 @@ def evidence_candidates(
         )
         rows.append(Candidate(s, features))
     return rows
-
-
-def bigram_cover(question: str, text: str) -> float:
-    """Share of the question's adjacent character pairs (asking words removed) found in
-    ``text``: word-order and segmentation free, so a paraphrase that keeps the names and
-    key terms still scores, while a question about something else does not."""
-    content = "".join(_chars(_ASKING.sub(" ", question)))
-    pairs = {content[i : i + 2] for i in range(len(content) - 1)}
-    if not pairs:
-        return 0.0
-    lowered = text.lower()
-    return sum(p in lowered for p in pairs) / len(pairs)
 
 
 def _median(values: list[float]) -> float:
