@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rag.answer import Answerer
-from rag.answering.features import ANSWERABILITY_FEATURES, EVIDENCE_FEATURES
+from rag.answering.features import ANSWERABILITY_FEATURES, EVIDENCE_FEATURES, form_match
 from rag.answering.qa_sets import DEFAULT_DATA_DIR
 from rag.answering.selector import CARD, MODELS_DIR, has_words, load_models
 from rag.citations import NOT_ANSWERED_ZH, NOT_FOUND_EN, NOT_FOUND_ZH, check_answer
@@ -160,3 +160,32 @@ def test_training_script_runs_on_a_small_sample(tmp_path: Path) -> None:
     assert 0.0 <= card["validation"]["validation"]["sentence_accuracy"] <= 1.0
     ranker = lightgbm.Booster(model_file=str(out / "evidence.txt"))
     assert ranker.num_feature() == len(EVIDENCE_FEATURES)
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence", "expected"),
+    [
+        ("该公司在全球排名第几?", "该公司的市场份额为36%,排名全球第三。", 1.0),
+        ("该公司在全球排名第几?", "该公司的市场份额为36%。", 0.0),
+        ("这款手机最低多少钱?", "这款手机的续航提升了85%。", 0.0),
+        ("这款手机最低多少钱?", "这款手机起售价为3999元。", 1.0),
+        ("2022年的份额占多少?", "2022年阿里云份额为36%。", 1.0),
+        # A year the question already names is not an answer to "哪一年".
+        ("2022年的大会是哪一年开始举办的?", "2022年的大会在杭州举办。", 0.0),
+        ("这家公司是谁创办的?", "这家公司由张三创办。", 0.5),  # no particular form asked
+    ],
+)
+def test_form_match_reads_the_form_the_wording_asks_for(
+    question: str, sentence: str, expected: float
+) -> None:
+    assert form_match(question, sentence) == expected
+
+
+@pytest.mark.parametrize("question", ["今天天气怎么样?", "明天会下雨吗?"])
+def test_everyday_question_the_articles_never_touch_is_nothing_relevant(
+    answerer: Answerer, question: str
+) -> None:
+    answer = answerer.answer(question, "extractive")
+
+    assert answer.outcome == "none", (answer.answer, answer.confidence)
+    assert answer.answerable is False and answer.citations == []
