@@ -261,12 +261,13 @@ def build_index(
     Holds the folder's build lock throughout (waiting up to ``config.lock_timeout`` seconds
     for another build) and fails before any embedding when the folder cannot be written.
     """
+    corpus = corpus or load_corpus(config.corpus_dir)  # a bad corpus fails before any lock
     with index_lock(config.index_dir, config.lock_timeout):
         return _build_locked(config, embedder, progress, corpus)
 
 
 def _build_locked(
-    config: IndexConfig, embedder: Embedder, progress: bool, corpus: Corpus | None
+    config: IndexConfig, embedder: Embedder, progress: bool, corpus: Corpus
 ) -> Manifest:
     started = time.perf_counter()
     index_dir = config.index_dir
@@ -306,12 +307,11 @@ def _write_build(
     config: IndexConfig,
     embedder: Embedder,
     progress: bool,
-    corpus: Corpus | None,
+    corpus: Corpus,
     tmp: Path,
     started: float,
 ) -> Manifest:
     """Every file of one build into ``tmp``, the manifest with their checksums last."""
-    corpus = corpus or load_corpus(config.corpus_dir)
     for skipped in corpus.skipped:
         log.warning("skipped file", extra={"path": str(skipped.path), "reason": skipped.reason})
     chunks = chunk_corpus(corpus, max_chars=config.chunk_chars, overlap=config.chunk_overlap)
