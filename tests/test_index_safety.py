@@ -604,3 +604,29 @@ def test_serve_refuses_a_damaged_index_in_one_line_when_told_to(
         f"rag: error: damaged index file {live_build(index_copy)}/embeddings.npy: checksum "
         "mismatch (truncated or changed after the build); rebuild it with 'rag index'"
     ]
+
+
+@pytest.mark.slow
+def test_serve_rebuilds_a_damaged_index_and_quotes_the_articles_exactly(
+    serve: Callable[..., subprocess.Popen], index_copy: Path, sample_corpus: Path
+) -> None:
+    """Shifted article text that the checksums were updated for: only the consistency check
+    catches it, and without it every quote would be cut three characters off."""
+    damaged_build = live_build(index_copy)
+    DAMAGE["shifted documents.jsonl, restamped"][0](damaged_build)
+
+    proc = serve("--corpus", sample_corpus, "--index-dir", index_copy, "-q")
+
+    port = int(wait_for_line(proc, r"rag: serving 4 articles \(\d+ chunks\) at \S+:(\d+)")[1])
+    log = proc.log.read_text()  # type: ignore[attr-defined]
+    assert f"(damaged index file {damaged_build}/documents.jsonl: " in log
+    assert live_build(index_copy) != damaged_build
+    quotes = 0
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        for question in ["Qwen系列模型的全球下载量超过多少？", "新服务器单机支持多少卡GPU？"]:
+            answer = client.post("/api/ask", json={"question": question}).json()
+            for citation in answer["citations"]:
+                source = (sample_corpus / citation["doc"]).read_bytes().decode("utf-8")
+                assert source[citation["start"] : citation["end"]] == citation["quote"]
+                quotes += 1
+    assert quotes >= 2
