@@ -52,11 +52,11 @@ class IndexBusyError(RagError):
     code = "index_busy"
 
 
-class IndexReadOnlyError(RagError):
-    """The index needs building but its folder cannot be written."""
+class IndexWriteError(RagError):
+    """A build cannot write its folder: read-only, not a folder, or the disk is full."""
 
     status = 503
-    code = "index_read_only"
+    code = "index_not_writable"
 
 
 class EmbedderError(RagError):

@@ -9,6 +9,7 @@ manifest, and loading checks them and the files' consistency before anything is 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ from rag.errors import (
     IndexDamagedError,
     IndexMismatchError,
     IndexMissingError,
-    IndexReadOnlyError,
+    IndexWriteError,
 )
 from rag.index_check import check_index, damaged, read_part
 from rag.index_lock import index_lock
@@ -280,13 +281,18 @@ def _build_locked(
     try:
         tmp.mkdir(parents=True)
     except OSError as exc:
-        raise IndexReadOnlyError(
+        raise IndexWriteError(
             f"cannot write into {builds} ({exc.strerror or exc}); make it writable or set "
             "RAG_INDEX_DIR to a writable folder"
         ) from None
     try:
         manifest = _write_build(config, embedder, progress, corpus, tmp, started)
         os.replace(tmp, builds / name)
+    except OSError as exc:  # e.g. the disk filled up: the live index is untouched
+        why = exc.strerror or f"{exc}: is the disk full?"  # NumPy's short write has no errno
+        raise IndexWriteError(
+            f"the new build could not be written to {builds} ({why}); the index was left as it was"
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the build failed
     _publish(index_dir, name)
@@ -325,7 +331,7 @@ def _write_build(
     vectors = all_vectors[: len(chunks)]
 
     kind = choose_kind(config.ann, len(chunks), config.ann_threshold)
-    VectorIndex.build(vectors, kind).save(tmp / "vectors.faiss")
+    _save_vectors(VectorIndex.build(vectors, kind), tmp / "vectors.faiss")
     np.save(tmp / "embeddings.npy", all_vectors)
     (tmp / "keys.txt").write_text("\n".join(keys), encoding="utf-8")
     LexicalIndex.build([c.text for c in chunks]).save(tmp / "bm25")
@@ -365,6 +371,17 @@ def _write_build(
     )
     manifest.write(tmp / MANIFEST)  # last file written: marks the build complete
     return manifest
+
+
+def _save_vectors(vectors: VectorIndex, path: Path) -> None:
+    """Save, turning FAISS's RuntimeError for a failed write (a full disk) into an OSError."""
+    try:
+        vectors.save(path)
+    except RuntimeError as exc:
+        text = str(exc)
+        code = next((c for c in errno.errorcode if os.strerror(c) in text), errno.EIO)
+        why = os.strerror(code) if code != errno.EIO else "a short write: is the disk full?"
+        raise OSError(code, why, str(path)) from None
 
 
 def _document_row(doc: Document) -> dict[str, object]:

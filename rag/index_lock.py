@@ -16,7 +16,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from rag.errors import IndexBusyError, IndexReadOnlyError
+from rag.errors import IndexBusyError, IndexWriteError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def check_writable(index_dir: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise IndexReadOnlyError(
+        raise IndexWriteError(
             f"cannot write the index folder {index_dir} ({exc.strerror or exc}); "
             "make it writable or set RAG_INDEX_DIR to a writable folder"
         ) from None

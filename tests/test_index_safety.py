@@ -630,3 +630,45 @@ def test_serve_rebuilds_a_damaged_index_and_quotes_the_articles_exactly(
                 assert source[citation["start"] : citation["end"]] == citation["quote"]
                 quotes += 1
     assert quotes >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("can_mount_read_only")
+@pytest.mark.parametrize("size", ["12k", "48k"])
+def test_a_full_disk_fails_the_build_in_one_line_and_leaves_no_temp_folder(
+    size: str, sample_corpus: Path, rag_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The index folder is a small tmpfs: the lock and the temp folder fit, the vectors do
+    not (FAISS and NumPy report a full disk differently). The listing runs inside the same
+    mount namespace, before the tmpfs goes away."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    rag_command = (
+        f"'{sys.executable}' -m rag index -q --corpus '{sample_corpus}' --index-dir '{folder}'"
+    )
+    script = (
+        f"mount -t tmpfs -o size={size} tmpfs '{folder}' && {rag_command}; "
+        f"echo exit=$?; ls -A '{folder}' '{folder}/builds'"
+    )
+
+    result = subprocess.run(
+        ["unshare", "-Urm", "sh", "-c", script],
+        cwd=tmp_path,
+        env=rag_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert "exit=2" in result.stdout, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rag: error:")]
+    assert len(errors) == 1, result.stderr
+    assert re.fullmatch(
+        rf"rag: error: the new build could not be written to {re.escape(str(folder))}/builds "
+        r"\((No space left on device|.*is the disk full\?)\); "
+        "the index was left as it was",
+        errors[0],
+    )
+    assert "Traceback" not in result.stderr
+    listing = result.stdout.split("exit=2", 1)[1]
+    assert ".tmp-" not in listing and "current" not in listing
