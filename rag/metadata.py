@@ -91,6 +91,7 @@ _DATE = re.compile(
     r"|\s*年\s*(?P<cm>\d{1,2})\s*月\s*(?P<cd>\d{1,2})\s*[日号])(?!\d))"
     r"(?:\s*\d{1,2}[:：]\d{2}(?:[:：]\d{2})?)?"
 )
+_EMPHASIS_WRAP = re.compile(r"(?P<mark>[*_]{1,3})(?P<inner>\S(?:.*\S)?)(?P=mark)")
 _COMMA = re.compile(r"[,，]")
 _BREAK = re.compile(r"[\r\n]")
 _DATE_SEP = " \t|｜丨·•/／-—:："
@@ -142,7 +143,16 @@ def is_dateline(line: str) -> bool:
 
 
 def _dateline(line: str) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """Spans of the date (time of day left out) and of the rest, which may be empty."""
+    """Spans of the date (time of day left out) and of the rest, which may be empty. Emphasis
+    marks around the whole line (``*2025-08-15 · 成都晚报*``) are not part of either."""
+    wrap = _EMPHASIS_WRAP.fullmatch(line)
+    if wrap:
+        found = _dateline(wrap["inner"])
+        if found is None:
+            return None
+        at = wrap.start("inner")
+        (ds, de), (ns, ne) = found
+        return (ds + at, de + at), (ns + at, ne + at)
     if len(line) > 48:
         return None
     matches = [m for m in _DATE.finditer(line) if _iso(m)]

@@ -1,0 +1,101 @@
+"""Web pages: the main article text and its metadata, as trafilatura finds them.
+
+Navigation, footers, comments and ads are left out by trafilatura; its result (a small XML
+tree of headings, paragraphs, lists and tables) is written out as plain lines, one paragraph
+per block, so quotes never carry tags.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import trafilatura
+from lxml import etree
+from trafilatura.settings import Document as TrafilaturaDocument
+
+from rag.metadata import FieldName
+from rag.readers.encoding import decode
+from rag.readers.errors import Unreadable
+from rag.readers.extracted import Extracted, TextBuilder, one_line, with_header
+
+_SPACES = re.compile(r"[ \t\u00a0\u3000]+")
+
+
+def read(raw: bytes, encoding: str | None = None) -> Extracted:
+    return from_markup(*decode(raw, encoding))
+
+
+def from_markup(markup: str, encoding: str | None) -> Extracted:
+    """The article in an HTML document already decoded."""
+    # A short page may need trafilatura's more lenient mode.
+    doc = _extract(markup, recall=False) or _extract(markup, recall=True)
+    if doc is None:
+        raise Unreadable("holds no article text that trafilatura could find")
+    body = TextBuilder()
+    for block in _blocks(doc.body):
+        body.add(block)
+    meta: list[tuple[FieldName, str]] = [
+        ("title", doc.title or ""),
+        ("date", doc.date or ""),
+        ("source", doc.sitename or ""),
+        ("author", doc.author or _meta_author(markup)),
+    ]
+    return with_header(body.text(), meta, format="html", encoding=encoding)
+
+
+def _extract(markup: str, *, recall: bool) -> TrafilaturaDocument | None:
+    doc = trafilatura.bare_extraction(
+        markup,
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+        include_images=False,
+        include_links=False,
+        deduplicate=False,
+        favor_recall=recall,
+    )
+    if not isinstance(doc, TrafilaturaDocument) or doc.body is None:
+        return None
+    return doc if (doc.text or "").strip() else None
+
+
+def _blocks(body: etree._Element) -> Iterator[str]:
+    """One string per block of trafilatura's output; list items and table rows as lines."""
+    for element in body:
+        if element.tag == "list":
+            lines = [_clean(_inline(item)) for item in element if item.tag == "item"]
+        elif element.tag == "table":
+            lines = [
+                "\t".join(_clean(_inline(cell)) for cell in row) for row in element.iter("row")
+            ]
+        else:
+            lines = [_clean(_inline(element))]
+        text = "\n".join(line for line in lines if line.strip())
+        if text:
+            yield text
+
+
+def _inline(element: etree._Element) -> str:
+    parts = [element.text or ""]
+    for child in element:
+        parts.append("\n" if child.tag == "lb" else _inline(child))
+        parts.append(child.tail or "")
+    return "".join(parts)
+
+
+def _clean(text: str) -> str:
+    lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _meta_author(markup: str) -> str:
+    """``<meta name="author">`` as written: trafilatura drops two-character Chinese names."""
+    try:
+        tree = trafilatura.utils.load_html(markup)
+    except (ValueError, etree.LxmlError):
+        return ""
+    if tree is None:
+        return ""
+    found = tree.xpath('//meta[translate(@name, "AUTHOR", "author")="author"]/@content')
+    return one_line(str(found[0])) if found else ""
