@@ -23,20 +23,20 @@ _BOMS = (
 
 
 def decode(raw: bytes, forced: str | None = None) -> tuple[str, str]:
-    """``(text, encoding)``; ``forced`` (RAG_CORPUS_ENCODING) skips detection. A BOM is not
-    part of the text. Raises :class:`Unreadable` when no candidate decodes the bytes."""
+    """``(text, encoding)``; ``forced`` (RAG_CORPUS_ENCODING) skips detection. A UTF-8 BOM
+    stays in the text, as it always has (offsets of existing articles do not move); the UTF-16
+    and UTF-32 codecs drop theirs. Raises :class:`Unreadable` when no candidate decodes."""
     if forced:
         try:
-            text = raw.decode(forced)
+            return raw.decode(forced), forced
         except UnicodeDecodeError as exc:
             raise Unreadable(
                 f"not valid {forced} (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
             ) from None
-        return text.removeprefix("\ufeff"), forced
     for bom, name in _BOMS:
         if raw.startswith(bom):
             try:
-                return raw.decode(name).removeprefix("\ufeff"), name
+                return raw.decode("utf-8" if name == "utf-8-sig" else name), name
             except UnicodeDecodeError as exc:
                 raise Unreadable(f"starts with a {name} byte order mark but is not {name}") from (
                     exc

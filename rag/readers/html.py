@@ -23,7 +23,8 @@ _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 
 
 def read(raw: bytes, encoding: str | None = None) -> Extracted:
-    return from_markup(*decode(raw, encoding))
+    markup, used = decode(raw, encoding)
+    return from_markup(markup.removeprefix("\ufeff"), used)
 
 
 def from_markup(markup: str, encoding: str | None) -> Extracted:
@@ -35,6 +36,8 @@ def from_markup(markup: str, encoding: str | None) -> Extracted:
     body = TextBuilder()
     for block in _blocks(doc.body):
         body.add(block)
+    if not body.text().strip():
+        raise Unreadable("holds no article text that trafilatura could find")
     meta: list[tuple[FieldName, str]] = [
         ("title", doc.title or ""),
         ("date", doc.date or ""),

@@ -30,6 +30,7 @@ _TITLE_WITHIN = 10  # blocks from the top where a level-one heading is taken as 
 
 def read(raw: bytes, encoding: str | None = None) -> Extracted:
     source, used = decode(raw, encoding)
+    source = source.removeprefix("\ufeff")  # rendered text: a BOM would hide a heading
     if not source.strip():
         raise Unreadable("holds only whitespace")
     front = read_front_matter(source, _line_spans(source))
