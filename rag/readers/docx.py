@@ -9,11 +9,6 @@ from __future__ import annotations
 import io
 import zipfile
 
-import docx
-from docx.opc.exceptions import PackageNotFoundError
-from docx.table import Table
-from docx.text.paragraph import Paragraph
-
 from rag.metadata import FieldName, MetaField
 from rag.readers.errors import Unreadable
 from rag.readers.extracted import Extracted, TextBuilder, with_header
@@ -23,6 +18,11 @@ _TITLE_STYLES = ("Title", "Heading 1")
 
 def read(raw: bytes, encoding: str | None = None) -> Extracted:
     del encoding  # the XML inside says how it is encoded
+    import docx  # loaded on the first Word file: most folders have none
+    from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
     try:
         document = docx.Document(io.BytesIO(raw))
         blocks = list(document.iter_inner_content())

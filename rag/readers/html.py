@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-
-import trafilatura
-from lxml import etree
-from trafilatura.settings import Document as TrafilaturaDocument
+from typing import TYPE_CHECKING
 
 from rag.metadata import FieldName
 from rag.readers.encoding import decode
 from rag.readers.errors import Unreadable
 from rag.readers.extracted import Extracted, TextBuilder, one_line, with_header
+
+if TYPE_CHECKING:  # trafilatura and lxml load on the first web page: most folders have none
+    from lxml import etree
+    from trafilatura.settings import Document as TrafilaturaDocument
 
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 
@@ -48,6 +49,9 @@ def from_markup(markup: str, encoding: str | None) -> Extracted:
 
 
 def _extract(markup: str, *, recall: bool) -> TrafilaturaDocument | None:
+    import trafilatura
+    from trafilatura.settings import Document as TrafilaturaDocument
+
     doc = trafilatura.bare_extraction(
         markup,
         with_metadata=True,
@@ -94,6 +98,9 @@ def _clean(text: str) -> str:
 
 def _meta_author(markup: str) -> str:
     """``<meta name="author">`` as written: trafilatura drops two-character Chinese names."""
+    import trafilatura
+    from lxml import etree
+
     try:
         tree = trafilatura.utils.load_html(markup)
     except (ValueError, etree.LxmlError):

@@ -11,9 +11,6 @@ from __future__ import annotations
 import io
 import re
 
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
-
 from rag.metadata import FieldName
 from rag.readers.errors import Unreadable
 from rag.readers.extracted import Extracted, TextBuilder, with_header
@@ -25,6 +22,9 @@ _FULL = 0.8  # a line at least this share of the page's longest line is taken as
 
 def read(raw: bytes, encoding: str | None = None) -> Extracted:
     del encoding  # a PDF says how its text is encoded
+    from pypdf import PdfReader  # loaded on the first PDF: most folders have none
+    from pypdf.errors import PyPdfError
+
     try:
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted and not reader.decrypt(""):
