@@ -73,6 +73,24 @@ def test_html_keeps_the_article_and_drops_the_page_around_it(tmp_path: Path) -> 
     assert doc.text.startswith("大熊猫双胞胎首次亮相\n2025-08-15 · 成都晚报\n作者：李四\n\n")
 
 
+def test_short_html_page_keeps_no_navigation_and_guesses_no_date(tmp_path: Path) -> None:
+    """Two Chinese sentences are below trafilatura's default minimum (250 characters), under
+    which it takes the whole page; the year in a copyright line is no publication date."""
+    page = (
+        "<html><head><title>熊猫新闻</title></head><body><nav>首页 新闻 体育 财经</nav>"
+        "<article><h1>熊猫新闻</h1><p>成都大熊猫繁育研究基地的双胞胎幼崽今天首次与游客见面。</p>"
+        "<p>幼崽目前住在月亮产房，每天称重三次。</p></article>"
+        "<footer>Copyright © 2021 某网 版权所有</footer></body></html>"
+    )
+    doc = load_document(write(tmp_path, "short.html", page), DEFAULTS)
+    assert (doc.title, doc.date) == ("熊猫新闻", None)
+    assert "首页" not in doc.text and "2021" not in doc.text
+    assert body(doc).split("\n\n") == [
+        "成都大熊猫繁育研究基地的双胞胎幼崽今天首次与游客见面。",
+        "幼崽目前住在月亮产房，每天称重三次。",
+    ]
+
+
 def test_html_saved_as_txt_is_read_as_html(tmp_path: Path) -> None:
     doc = load_document(write(tmp_path, "page.txt", PANDA_HTML), DEFAULTS)
     assert doc.format == "html"
