@@ -127,6 +127,8 @@ def load_corpus(directory: Path, options: ReadOptions | None = None) -> Corpus:
         raise CorpusError(f"corpus folder not found: {printable(directory)}")
     if not directory.is_dir():
         raise CorpusError(f"corpus path is not a folder: {printable(directory)}")
+    if printable(directory) != str(directory):
+        raise CorpusError(f"corpus folder name is not valid UTF-8: {printable(directory)}")
     options = options or ReadOptions.from_settings()
     root = directory.resolve()
     documents: list[Document] = []

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag.corpus import DEFAULT_MAX_FILE_BYTES, Document, ReadOptions, load_corpus, load_document
+from rag.errors import CorpusError
 from rag.index import StoredDocument
 from rag.readers import Unreadable, extract
 from rag.readers.extracted import with_header
@@ -333,6 +334,14 @@ def test_names_that_are_not_utf8_are_skipped_printably(tmp_path: Path) -> None:
     for s in skipped:
         str(s.path).encode("utf-8")  # printable and writable as UTF-8
         assert s.reason == "file name is not valid UTF-8; rename the file"
+
+
+def test_a_corpus_folder_named_in_another_encoding_is_a_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / os.fsdecode(b"\xd0\xc2\xce\xc5")  # 新闻 in GBK
+    folder.mkdir()
+    write(folder, "a.txt", "标题\n\n正文。\n")
+    with pytest.raises(CorpusError, match=r"folder name is not valid UTF-8: .*\\xd0\\xc2"):
+        load_corpus(folder, DEFAULTS)
 
 
 def test_files_over_the_size_limit_are_skipped(
