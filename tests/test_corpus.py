@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rag.chunking import Chunk, chunk_corpus
 from rag.corpus import Corpus, Document, find_date, is_debris, load_corpus, load_document
 from rag.errors import CorpusError
-from rag.readers.plain import looks_like_html
+from rag.readers.html import looks_like_html
 from rag.settings import BUNDLED_CORPUS
 
 HUXIU = "000_64977604fa216111.txt"

@@ -5,6 +5,7 @@ refused. The whole scenario through the index is in test_own_articles.py."""
 from __future__ import annotations
 
 import codecs
+import io
 import os
 import re
 from collections.abc import Callable
@@ -97,6 +98,16 @@ def test_html_saved_as_txt_is_read_as_html(tmp_path: Path) -> None:
     assert doc.format == "html"
     assert doc.title == "大熊猫双胞胎首次亮相"
     assert not any(doc.text[s:e].lstrip().startswith("<") for s, e in doc.body)
+
+
+def test_web_page_with_a_bom_or_a_markdown_name_is_read_as_html(tmp_path: Path) -> None:
+    for name, raw in [
+        ("bom.txt", codecs.BOM_UTF8 + PANDA_HTML.encode()),
+        ("page.md", PANDA_HTML.encode()),
+    ]:
+        doc = load_document(write(tmp_path, name, raw), DEFAULTS)
+        assert (doc.format, doc.title) == ("html", "大熊猫双胞胎首次亮相"), name
+        assert "<" not in doc.text and "首页" not in doc.text
 
 
 def test_html_fragment_in_txt_is_detected_but_a_scraped_back_link_is_not(tmp_path: Path) -> None:
@@ -207,9 +218,29 @@ def test_docx_paragraphs_table_and_title(tmp_path: Path) -> None:
     assert "展品\t数量\n铜火锅\t一百二十件" in body(doc)
 
 
+def scanned_pdf() -> bytes:
+    import pymupdf
+
+    document = pymupdf.open()
+    document.new_page().draw_rect(pymupdf.Rect(50, 50, 300, 300), fill=(0.5, 0.5, 0.5))
+    return document.tobytes()
+
+
+def broken_docx() -> bytes:
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types><broken")
+        archive.writestr("word/document.xml", "not xml at all")
+    return out.getvalue()
+
+
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
     [
+        ("scan.pdf", scanned_pdf(), "has no text layer (scanned pages need OCR first)"),
+        ("odd.docx", broken_docx(), "could not be parsed (XMLSyntaxError"),
         ("bad.pdf", b"%PDF-1.7 not really", "is not a readable PDF"),
         ("bad.docx", b"PK\x03\x04 not a zip", "is not a readable .docx file"),
         ("text.docx", "只是文字".encode(), "is not a readable .docx file"),

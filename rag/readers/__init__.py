@@ -32,4 +32,11 @@ def extract(name: str, raw: bytes, encoding: str | None = None) -> Extracted:
     reader = READERS.get(suffix)
     if reader is None:
         raise Unreadable(f"has no reader for '{suffix or name}' files")
-    return reader(raw, encoding)
+    try:
+        return reader(raw, encoding)
+    except Unreadable:
+        raise
+    except Exception as exc:
+        # Parsers meet hostile files too: one that trips a library is skipped with the reason,
+        # never the end of the whole load.
+        raise Unreadable(f"could not be parsed ({type(exc).__name__}: {exc})"[:200]) from None

@@ -24,11 +24,26 @@ if TYPE_CHECKING:  # trafilatura and lxml load on the first web page: most folde
 
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _MIN_CHARS = 40
+_HTML_START = re.compile(r"\s*(?:<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])", re.I)
+_HTML_TAG = re.compile(
+    r"</?(?:p|div|span|br|a|h[1-6]|article|section|ul|ol|li|table|img|script|style|title|meta)"
+    r"(?:\s[^<>]*)?/?>",
+    re.I,
+)
 
 
 def read(raw: bytes, encoding: str | None = None) -> Extracted:
     markup, used = decode(raw, encoding)
     return from_markup(markup.removeprefix("\ufeff"), used)
+
+
+def looks_like_html(text: str) -> bool:
+    """A document that opens like HTML, or that starts with a tag and holds several; a line
+    such as ``<返回更多`` (a scraped back link) is not a tag."""
+    head = text[:4096]
+    if _HTML_START.match(head):
+        return True
+    return head.lstrip().startswith("<") and len(_HTML_TAG.findall(head)) >= 3
 
 
 def from_markup(markup: str, encoding: str | None) -> Extracted:

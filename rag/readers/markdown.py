@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from rag.metadata import MetaField, read_front_matter
+from rag.readers import html
 from rag.readers.encoding import decode
 from rag.readers.errors import Unreadable
 from rag.readers.extracted import Extracted, TextBuilder, with_header
@@ -25,6 +26,7 @@ _PARSER = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 # Emphasis CommonMark leaves as text next to CJK punctuation (``**“三次”**后``).
 _LEFT_EMPHASIS = re.compile(r"(\*\*|__|~~)(?=\S)(.+?)(?<=\S)\1")
 _TAG = re.compile(r"<[^<>]*>")
+_HIDDEN = re.compile(r"<(script|style)\b.*?(?:</\1\s*>|$)", re.S | re.I)  # code, not text
 _TITLE_WITHIN = 10  # blocks from the top where a level-one heading is taken as the title
 
 
@@ -33,6 +35,8 @@ def read(raw: bytes, encoding: str | None = None) -> Extracted:
     source = source.removeprefix("\ufeff")  # rendered text: a BOM would hide a heading
     if not source.strip():
         raise Unreadable("holds only whitespace")
+    if html.looks_like_html(source):  # a saved web page with the wrong ending
+        return html.from_markup(source, used)
     front = read_front_matter(source, _line_spans(source))
     rest = source
     if front.lines:
@@ -84,7 +88,7 @@ def render(source: str) -> tuple[str, MetaField | None]:
             out.add(token.content.rstrip("\n"))
             blocks += 1
         elif token.type == "html_block":
-            text = _TAG.sub("", token.content).strip()
+            text = _TAG.sub("", _HIDDEN.sub("", token.content)).strip()
             if text:
                 out.add(text)
                 blocks += 1

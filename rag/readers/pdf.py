@@ -35,6 +35,8 @@ def read(raw: bytes, encoding: str | None = None) -> Extracted:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
         raise Unreadable(f"is not a readable PDF ({type(exc).__name__})") from None
+    if not any(page.strip() for page in pages):
+        raise Unreadable("has no text layer (scanned pages need OCR first)")
     body = TextBuilder()
     starts = []
     for page in pages:
