@@ -1,8 +1,12 @@
-"""Load the article folder: decode each file, find its title and metadata, and mark debris.
+"""Load the article folder: read each file, find its title and metadata, and mark debris.
 
+Each file becomes text through its format's reader (:mod:`rag.readers`: plain text in any of
+the usual Chinese encodings, Markdown, HTML, PDF, Word); files that cannot be used, links out
+of the folder, undecodable names and oversized files are listed as skipped with the reason.
 Scraped news pages carry navigation, share buttons, bylines and copyright footers around the
 article. They are recognised line by line with general rules (no per-site lists) and left out
-of :attr:`Document.body`; the text itself is kept byte-for-byte so offsets stay valid. Bylines,
+of :attr:`Document.body`; the text itself is kept as read (plain text as decoded, unchanged)
+so offsets stay valid. Bylines,
 datelines and front matter in the header, and bylines and copyright lines closing the article,
 are read into :attr:`Document.meta` by :mod:`rag.metadata`.
 """

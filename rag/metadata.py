@@ -2,11 +2,12 @@
 
 Scraped articles carry their metadata as lines of text: a byline (``作者|齐健``, several fields
 on one line as in ``作者:赵赛坡发布时间:2024-09-21``), a dateline (``2023-04-12  虎嗅APP``), a
-YAML front-matter block, the site's copyright footer. Every value keeps its offsets into the
-original text, and those of the line it sits on, so an answer about who wrote an article is
-cited like any quote. A format whose metadata lives outside the text shown (HTML ``<meta>``)
-feeds the same structure through :func:`locate_field`. The loader decides which lines are
-header lines; this module reads them.
+YAML front-matter block, the site's copyright footer, an emphasised dateline
+(``*2025-08-15 · 成都晚报*``). Every value keeps its offsets into the text shown, and those of
+the line it sits on, so an answer about who wrote an article is cited like any quote. Metadata
+that lives outside that text (HTML ``<meta>``, front matter, PDF and Word properties) is
+written into it as header lines by :mod:`rag.readers.extracted`. The loader decides which
+lines are header lines; this module reads them.
 """
 
 from __future__ import annotations

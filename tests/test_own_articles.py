@@ -131,3 +131,21 @@ def test_each_article_answers_with_an_exact_citation(
     assert not citation.quote.startswith(("-", "*", "#", "<"))
     assert "**" not in citation.quote and "<" not in citation.quote
     assert citation.page == (2 if doc_id == "opera.pdf" else None)
+
+
+@pytest.mark.parametrize(
+    ("question", "doc_id", "value"),
+    [
+        ("大熊猫双胞胎首次亮相这篇文章的作者是谁？", "panda.html", "李四"),
+        ("蒙顶山春茶开采这篇文章的来源是哪家媒体？", "tea.md", "雅安日报"),
+        ("火锅博物馆开馆这篇文章的作者是谁？", "hotpot.docx", "赵六"),
+    ],
+)
+def test_metadata_from_outside_the_text_is_answered_and_cited(
+    answerer: Answerer, index: SearchIndex, question: str, doc_id: str, value: str
+) -> None:
+    """HTML <meta>, front matter and Word properties became header lines: cited like text."""
+    answer = answerer.answer(question, mode="extractive")
+    assert check_answer(answer, index) == []
+    cited = [c for c in answer.citations if c.doc == doc_id and value in c.quote]
+    assert cited, (answer.answer, [(c.doc, c.quote) for c in answer.citations])
