@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import io
 import zipfile
+from typing import TYPE_CHECKING
 
 from rag.metadata import FieldName, MetaField
 from rag.readers.errors import Unreadable
 from rag.readers.extracted import Extracted, TextBuilder, with_header
+
+if TYPE_CHECKING:
+    from docx.text.paragraph import Paragraph
 
 _TITLE_STYLES = ("Title", "Heading 1")
 
@@ -41,8 +45,8 @@ def read(raw: bytes, encoding: str | None = None) -> Extracted:
             if not text:
                 continue
             s, e = body.add(text)
-            style = block.style.name if block.style is not None else ""
-            if not s and style in _TITLE_STYLES and "\n" not in text:
+            # Only the first paragraph's style matters: looking one up is slow in python-docx.
+            if not s and "\n" not in text and _style(block) in _TITLE_STYLES:
                 title = MetaField("title", text, s, e, s, e)
         elif isinstance(block, Table):
             rows = ["\t".join(cell.text.strip() for cell in row.cells) for row in block.rows]
@@ -50,3 +54,8 @@ def read(raw: bytes, encoding: str | None = None) -> Extracted:
             if text:
                 body.add(text)
     return with_header(body.text(), meta, format="docx", fields=[title] if title else [])
+
+
+def _style(paragraph: Paragraph) -> str:
+    style = paragraph.style
+    return style.name or "" if style is not None else ""
