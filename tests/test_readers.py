@@ -432,3 +432,22 @@ def test_header_offsets_are_exact_for_any_values(
     if not out.fields:
         assert out.text == body  # nothing to add: the body is left as it is
     assert list(out.pages) == sorted(out.pages) and all(p <= len(out.text) for p in out.pages)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    raw=st.binary(max_size=300)
+    | st.lists(st.sampled_from(["# 标", "- 项", "<p>段</p>", "---", "作者：甲", "\n", "正文。"]))
+    .map("".join)
+    .map(str.encode),
+    suffix=st.sampled_from([".txt", ".md", ".html", ".pdf", ".docx"]),
+)
+def test_any_bytes_give_text_with_exact_fields_or_a_reason(raw: bytes, suffix: str) -> None:
+    try:
+        out = extract(f"x{suffix}", raw)
+    except Unreadable as exc:
+        assert str(exc)
+        return
+    for field in out.fields:
+        assert out.text[field.start : field.end] == field.value
+    assert list(out.pages) == sorted(out.pages)
