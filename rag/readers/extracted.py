@@ -116,8 +116,9 @@ def with_header(
     own = [_shift(f, at) for f in own]
 
     def move(offset: int) -> int:
-        if offset < split or (offset == split and not split):
-            return offset if split else offset + len(header) + 2
+        """Where a body offset lands: unchanged above the header, pushed down below it."""
+        if offset < split:
+            return offset
         return at + len(header) + 2 + max(offset - split - skipped, 0)
 
     moved = [_move(f, move) for f in fields]

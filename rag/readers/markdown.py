@@ -96,16 +96,14 @@ def render(source: str) -> tuple[str, MetaField | None]:
 
 
 def _inline(children: Sequence[Token]) -> str:
+    """Text and code of an inline run; images (their alt text describes a picture) and inline
+    HTML tags are left out."""
     parts = []
     for child in children:
         if child.type in ("text", "code_inline"):
             parts.append(child.content)
         elif child.type in ("softbreak", "hardbreak"):
             parts.append("\n")
-        elif child.type == "html_inline":
-            continue
-        elif child.type == "image":
-            continue  # alt text is a description of a picture, not article text
     text = "".join(parts)
     previous = None
     while previous != text:
