@@ -6,9 +6,9 @@ of the folder, undecodable names and oversized files are listed as skipped with 
 Scraped news pages carry navigation, share buttons, bylines and copyright footers around the
 article. They are recognised line by line with general rules (no per-site lists) and left out
 of :attr:`Document.body`; the text itself is kept as read (plain text as decoded, unchanged)
-so offsets stay valid. Bylines,
-datelines and front matter in the header, and bylines and copyright lines closing the article,
-are read into :attr:`Document.meta` by :mod:`rag.metadata`.
+so offsets stay valid. Bylines, datelines and reader-made header lines at the top, and bylines
+and copyright lines closing the article, are read into :attr:`Document.meta` by
+:mod:`rag.metadata`.
 """
 
 from __future__ import annotations
