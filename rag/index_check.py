@@ -63,6 +63,9 @@ def check_index(index: SearchIndex, all_vectors: np.ndarray) -> None:
                 and doc.text[field.start : field.end] == field.value
             ):
                 raise damaged(build / "documents.jsonl", f"metadata of {doc_id} is off its text")
+        pages = list(doc.pages)
+        if pages != sorted(pages) or not all(0 <= page <= len(doc.text) for page in pages):
+            raise damaged(build / "documents.jsonl", f"page offsets of {doc_id} are off its text")
     if manifest.chunk_count != len(index.chunks):
         raise damaged(
             build / "chunks.jsonl",

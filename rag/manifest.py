@@ -9,8 +9,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-# 2: documents carry header metadata with offsets; 3: file checksums, hard max chunk length
-FORMAT_VERSION = 3
+# 2: documents carry header metadata with offsets; 3: formats, encodings;
+# 4: file checksums, hard max chunk length
+FORMAT_VERSION = 4
 
 
 class DocumentInfo(BaseModel):
@@ -21,6 +22,8 @@ class DocumentInfo(BaseModel):
     source: str | None = None
     sha256: str
     chunks: int
+    format: str = "text"  # the reader that made the text: text, markdown, html, pdf, docx
+    encoding: str | None = None  # how a text file was decoded (None: the format decides)
 
 
 class SkippedInfo(BaseModel):

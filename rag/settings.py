@@ -6,6 +6,7 @@ override values before anything reads them.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from functools import lru_cache
@@ -39,7 +40,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
 
-    corpus_dir: Path = Field(BUNDLED_CORPUS, description="Folder of UTF-8 .txt/.md articles.")
+    corpus_dir: Path = Field(
+        BUNDLED_CORPUS, description="Folder of articles: .txt .md .html .htm .pdf .docx."
+    )
+    corpus_encoding: str | None = Field(
+        None, description="Encoding of every text file; unset = detect (UTF-8, UTF-16, GBK, Big5)."
+    )
+    max_file_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Larger article files are skipped with a reason."
+    )
     index_dir: Path = Field(
         INDEX_ROOT,
         description="Where the built index lives; by default one folder per corpus under index/.",
@@ -87,6 +96,17 @@ class Settings(BaseSettings):
         if "index_dir" not in self.model_fields_set:
             self.index_dir = default_index_dir(self.corpus_dir)
         return self
+
+    @field_validator("corpus_encoding")
+    @classmethod
+    def _check_encoding(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"RAG_CORPUS_ENCODING: unknown encoding {value!r}") from None
+        return value
 
     @property
     def api_key_list(self) -> list[str]:

@@ -22,6 +22,7 @@ from filelock import FileLock
 import rag.index
 from rag.checksums import build_checksums
 from rag.chunking import hard_max_chars
+from rag.corpus import load_corpus
 from rag.embedding import E5Embedder
 from rag.errors import IndexDamagedError
 from rag.index import IndexConfig, SearchIndex, build_index, load_index, open_index
@@ -112,15 +113,19 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
 }
 
 
+def article_texts(corpus: Path) -> dict[str, str]:
+    """The text of each article as its reader makes it (Markdown is stored rendered)."""
+    return {doc.id: doc.text for doc in load_corpus(corpus).documents}
+
+
 def check_quotes(index: SearchIndex, corpus: Path, e5: E5Embedder) -> None:
-    """Every stored chunk and every retrieved passage is the source file's text at its offsets."""
+    """Every stored chunk and every retrieved passage is the article's text at its offsets."""
+    texts = article_texts(corpus)
     for chunk in index.chunks:
-        source = (corpus / chunk.doc).read_bytes().decode("utf-8")
-        assert source[chunk.start : chunk.end] == chunk.text
+        assert texts[chunk.doc][chunk.start : chunk.end] == chunk.text
     for question in ["Qwen系列模型的下载量是多少？", "How many servers can the data centre hold?"]:
         for hit in Retriever(index, e5).retrieve(question, 5):
-            source = (corpus / hit.doc).read_bytes().decode("utf-8")
-            assert source[hit.start : hit.end] == hit.text
+            assert texts[hit.doc][hit.start : hit.end] == hit.text
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
@@ -191,7 +196,7 @@ def test_the_cli_reports_damage_in_one_line_or_rebuilds(
     hits = json.loads(served.stdout)
     assert hits and hits[0]["doc"] == "qwen.txt"
     for hit in hits:
-        source = (sample_corpus / hit["doc"]).read_bytes().decode("utf-8")
+        source = article_texts(sample_corpus)[hit["doc"]]
         assert source[hit["start"] : hit["end"]] == hit["text"]
 
 
@@ -626,7 +631,7 @@ def test_serve_rebuilds_a_damaged_index_and_quotes_the_articles_exactly(
         for question in ["Qwen系列模型的全球下载量超过多少？", "新服务器单机支持多少卡GPU？"]:
             answer = client.post("/api/ask", json={"question": question}).json()
             for citation in answer["citations"]:
-                source = (sample_corpus / citation["doc"]).read_bytes().decode("utf-8")
+                source = article_texts(sample_corpus)[citation["doc"]]
                 assert source[citation["start"] : citation["end"]] == citation["quote"]
                 quotes += 1
     assert quotes >= 2
