@@ -9,9 +9,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-# 2: documents carry header metadata with offsets; 3: formats, encodings;
-# 4: file checksums, hard max chunk length
-FORMAT_VERSION = 4
+# 2: documents carry header metadata with offsets; 3: formats and encodings, file checksums,
+# a hard maximum chunk length
+FORMAT_VERSION = 3
 
 
 class DocumentInfo(BaseModel):

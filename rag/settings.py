@@ -91,12 +91,6 @@ class Settings(BaseSettings):
             raise ValueError("RAG_EMBEDDER must be 'e5' or 'st:<model name or path>'")
         return value
 
-    @model_validator(mode="after")
-    def _index_per_corpus(self) -> Settings:
-        if "index_dir" not in self.model_fields_set:
-            self.index_dir = default_index_dir(self.corpus_dir)
-        return self
-
     @field_validator("corpus_encoding")
     @classmethod
     def _check_encoding(cls, value: str | None) -> str | None:
@@ -107,6 +101,12 @@ class Settings(BaseSettings):
         except LookupError:
             raise ValueError(f"RAG_CORPUS_ENCODING: unknown encoding {value!r}") from None
         return value
+
+    @model_validator(mode="after")
+    def _index_per_corpus(self) -> Settings:
+        if "index_dir" not in self.model_fields_set:
+            self.index_dir = default_index_dir(self.corpus_dir)
+        return self
 
     @property
     def api_key_list(self) -> list[str]:

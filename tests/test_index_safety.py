@@ -113,19 +113,16 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
 }
 
 
-def article_texts(corpus: Path) -> dict[str, str]:
-    """The text of each article as its reader makes it (Markdown is stored rendered)."""
-    return {doc.id: doc.text for doc in load_corpus(corpus).documents}
-
-
 def check_quotes(index: SearchIndex, corpus: Path, e5: E5Embedder) -> None:
-    """Every stored chunk and every retrieved passage is the article's text at its offsets."""
-    texts = article_texts(corpus)
+    """Every stored chunk and retrieved passage is the article's text at its offsets: the text
+    read afresh from the file (markdown comes out rendered) and the text the reader is shown."""
+    fresh = {doc.id: doc.text for doc in load_corpus(corpus).documents}
     for chunk in index.chunks:
-        assert texts[chunk.doc][chunk.start : chunk.end] == chunk.text
+        assert fresh[chunk.doc][chunk.start : chunk.end] == chunk.text
+        assert index.documents[chunk.doc].text == fresh[chunk.doc]
     for question in ["Qwen系列模型的下载量是多少？", "How many servers can the data centre hold?"]:
         for hit in Retriever(index, e5).retrieve(question, 5):
-            assert texts[hit.doc][hit.start : hit.end] == hit.text
+            assert fresh[hit.doc][hit.start : hit.end] == hit.text
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
@@ -195,9 +192,9 @@ def test_the_cli_reports_damage_in_one_line_or_rebuilds(
     assert "Traceback" not in served.stderr
     hits = json.loads(served.stdout)
     assert hits and hits[0]["doc"] == "qwen.txt"
+    fresh = {doc.id: doc.text for doc in load_corpus(sample_corpus).documents}
     for hit in hits:
-        source = article_texts(sample_corpus)[hit["doc"]]
-        assert source[hit["start"] : hit["end"]] == hit["text"]
+        assert fresh[hit["doc"]][hit["start"] : hit["end"]] == hit["text"]
 
 
 # --- one build at a time ----------------------------------------------------------------------
@@ -627,12 +624,13 @@ def test_serve_rebuilds_a_damaged_index_and_quotes_the_articles_exactly(
     assert f"(damaged index file {damaged_build}/documents.jsonl: " in log
     assert live_build(index_copy) != damaged_build
     quotes = 0
+    fresh = {doc.id: doc.text for doc in load_corpus(sample_corpus).documents}
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         for question in ["Qwen系列模型的全球下载量超过多少？", "新服务器单机支持多少卡GPU？"]:
             answer = client.post("/api/ask", json={"question": question}).json()
             for citation in answer["citations"]:
-                source = article_texts(sample_corpus)[citation["doc"]]
-                assert source[citation["start"] : citation["end"]] == citation["quote"]
+                text = fresh[citation["doc"]]
+                assert text[citation["start"] : citation["end"]] == citation["quote"]
                 quotes += 1
     assert quotes >= 2
 
