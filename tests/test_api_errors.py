@@ -429,30 +429,6 @@ def test_openapi_documents_the_errors_actually_sent(client: httpx.Client) -> Non
     assert "422" not in responses
 
 
-# --- schemathesis: generated requests from the live server's schema -------------------------
-
-
-@pytest.fixture
-def live_schema(api_server: LiveServer) -> Any:
-    return schemathesis.openapi.from_url(f"{api_server.url}/openapi.json")
-
-
-schema = schemathesis.pytest.from_fixture("live_schema")
-
-
-@pytest.mark.slow
-@schema.parametrize()
-@settings(
-    max_examples=25,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
-def test_generated_requests_never_get_a_server_error(case: Any) -> None:
-    case.call_and_validate(checks=[not_a_server_error], timeout=60)
-
-
 # --- refusals before routing: CORS, rate limit, slow clients --------------------------------
 
 ORIGIN = "https://app.example"
@@ -481,6 +457,23 @@ def limited(api_index_dir: Path, e5: E5Embedder) -> Iterator[LiveServer]:
 
 
 AUTH = {"Authorization": f"Bearer {KEYS[0]}", "Origin": ORIGIN}
+
+
+@pytest.fixture(scope="module")
+def hardened(api_index_dir: Path, e5: E5Embedder) -> Iterator[LiveServer]:
+    """Every guard on at once, for the generated requests: keys, CORS, a (generous) rate
+    limit and a single answer slot, so long and short questions queue behind each other."""
+    settings = api_settings(
+        api_index_dir,
+        api_keys=",".join(KEYS),
+        cors_origins=ORIGIN,
+        rate_limit="100000/minute",
+        answer_slots=1,
+    )
+    with serve(settings, e5) as server:
+        yield server
+
+
 REFUSALS = [
     Bad("no-key", "POST", ASK, 401, "API key", {"question": "x"}, {"Origin": ORIGIN}),
     Bad("too-large", "POST", ASK, 413, "request body over", {"question": "x" * MAX_BODY}, AUTH),
@@ -594,3 +587,52 @@ def test_a_cited_document_with_a_newline_in_its_name_opens(newline_server: LiveS
     document = opened.json()
     assert document["id"] == NEWLINE_DOC
     assert document["text"][cited["start"] : cited["end"]] == cited["quote"]
+
+
+# --- schemathesis: generated requests from the live server's schema -------------------------
+
+
+@pytest.fixture
+def live_schema(api_server: LiveServer) -> Any:
+    return schemathesis.openapi.from_url(f"{api_server.url}/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("live_schema")
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@settings(
+    max_examples=25,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_generated_requests_never_get_a_server_error(case: Any) -> None:
+    case.call_and_validate(checks=[not_a_server_error], timeout=60)
+
+
+@pytest.fixture
+def hardened_live_schema(hardened: LiveServer) -> Any:
+    return schemathesis.openapi.from_url(f"{hardened.url}/openapi.json", headers=AUTH)
+
+
+hardened_schema = schemathesis.pytest.from_fixture("hardened_live_schema")
+
+
+@pytest.mark.slow
+@hardened_schema.parametrize()
+@settings(
+    max_examples=15,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_generated_requests_to_a_guarded_server_never_get_a_server_error(case: Any) -> None:
+    """Keys, CORS, a rate limit, one answer slot: the same requests, no 5xx either."""
+    response = case.call_and_validate(checks=[not_a_server_error], headers=AUTH, timeout=60)
+
+    assert response.status_code != 401, "the generated request did not carry the key"
+    assert response.headers.get("access-control-allow-origin") == [ORIGIN]

