@@ -17,6 +17,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from rag.api.protocol import MAX_HEAD_BYTES
 from rag.embedding import E5Embedder
 from rag.index import IndexConfig, build_index
 from rag.settings import Settings
@@ -548,6 +549,20 @@ def test_slow_clients_get_a_408_and_the_connection_closes(guarded: LiveServer, c
     assert head.startswith(b"HTTP/1.1 408 "), received[:300]
     assert b"application/json" in head.lower()
     assert "did not arrive within 1 seconds" in json.loads(body)["error"]["message"]
+
+
+def test_a_huge_request_head_gets_a_431(guarded: LiveServer) -> None:
+    """Headers are buffered until complete: past 1 MiB the server stops reading them."""
+    start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: "
+    # One byte over, and no more: the server reads every byte before it answers and closes
+    # (unread bytes would make the close a reset, which can drop the answer).
+    head = start + b"a" * (MAX_HEAD_BYTES + 1 - len(start))
+    received, closed = _exchange(guarded.url, head)
+
+    assert closed
+    status, _, body = received.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 431 "), received[:300]
+    assert "headers are over" in json.loads(body)["error"]["message"]
 
 
 # --- a document whose file name holds a newline ---------------------------------------------

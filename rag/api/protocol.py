@@ -4,8 +4,8 @@ Left to itself the parser answers a URL past its 65,535-byte limit with a ``text
 and it waits for a request's headers for ever (a client that sends one byte a minute holds
 a connection open). Here an over-long URL is cut short and flagged in the scope, so
 :class:`~rag.api.middleware.GuardMiddleware` answers it with a JSON 414 (CORS and request id
-included); headers that do not arrive within the read timeout get a JSON 408; anything the
-parser cannot read gets a JSON 400.
+included); headers that do not arrive within the read timeout get a JSON 408, a request head
+over 1 MiB a JSON 431, and anything the parser cannot read a JSON 400.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from rag.settings import Settings, get_settings
 
 # Scope key: the length in bytes of a URL that was cut short here (the middleware says 414).
 URL_BYTES = "rag.url_bytes"
+# The request line and headers together; past this the parser would buffer without bound.
+MAX_HEAD_BYTES = 1024 * 1024
 
 
 def json_reply(status: int, reason: str, message: str, code: str) -> bytes:
@@ -49,6 +51,7 @@ class HttpProtocol(HttpToolsProtocol):
         self.max_url = settings.max_url_bytes
         self.read_timeout = settings.read_timeout
         self._url_bytes = 0
+        self._head_bytes: int | None = 0  # None once the headers are complete
         self._header_timer: asyncio.TimerHandle | None = None
 
     # Headers must arrive within the read timeout, counted from the first byte of a request
@@ -62,6 +65,21 @@ class HttpProtocol(HttpToolsProtocol):
         self._url_bytes = 0
         self._arm()
 
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        if self._head_bytes is not None:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                message = f"the request line and headers are over {MAX_HEAD_BYTES} bytes"
+                self._disarm()
+                self.transport.write(
+                    json_reply(431, "Request Header Fields Too Large", message, "head_too_large")
+                )
+                self.transport.close()
+                return
+        super().data_received(data)
+
     def on_url(self, url: bytes) -> None:
         self._url_bytes += len(url)
         if len(self.url) < self.max_url:
@@ -72,7 +90,12 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._head_bytes = None
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_bytes = 0  # the next request on this connection starts with its head
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
