@@ -32,6 +32,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# status, message, code, error type, extra headers
+Refusal = tuple[int, str, str, str, list[tuple[bytes, bytes]]]
 
 OPEN_PATHS = ("/healthz", "/readyz")
 # The no-JavaScript form cannot send a header: that route checks a `key` form field itself.
@@ -171,6 +173,7 @@ class GuardMiddleware:
         self.max_body = max_body
         self.max_url = max_url
         self.read_timeout = read_timeout
+        self.rate_limit = rate_limit
         self.rate = RateLimit(rate_limit) if rate_limit else None
         self.slots = slots
 
@@ -208,32 +211,30 @@ class GuardMiddleware:
         client = scope.get("client") or ("unknown", 0)
         return self.rate.retry_after(RateLimit.client_key(client[0], token))
 
+    def _refusal(self, scope: Scope) -> Refusal | None:
+        """Why the request is refused before its body is read, if it is."""
+        url_bytes = self._url_bytes(scope)
+        if url_bytes > self.max_url:
+            message = f"the URL is {url_bytes} bytes; the limit is {self.max_url}"
+            return 414, message, "uri_too_long", "invalid_request_error", []
+        if not self._authorised(scope):
+            message = "missing or invalid API key: send 'Authorization: Bearer <key>'"
+            bearer = [(b"www-authenticate", b"Bearer")]
+            return 401, message, "invalid_api_key", "authentication_error", bearer
+        retry = self._retry_after(scope)
+        if retry is not None:
+            message = f"too many requests: the limit is {self.rate_limit} per client"
+            wait = [(b"retry-after", str(retry).encode())]
+            return 429, message, "rate_limited", "rate_limit_error", wait
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        url_bytes = self._url_bytes(scope)
-        if url_bytes > self.max_url:
-            message = f"the URL is {url_bytes} bytes; the limit is {self.max_url}"
-            await _refuse(scope, receive, send, 414, message, "uri_too_long")
-            return
-        if not self._authorised(scope):
-            await _send_json(
-                send,
-                401,
-                "missing or invalid API key: send 'Authorization: Bearer <key>'",
-                "invalid_api_key",
-                "authentication_error",
-                [(b"www-authenticate", b"Bearer")],
-            )
-            return
-        retry = self._retry_after(scope)
-        if retry is not None:
-            message = f"too many requests: the limit is {self.rate and self.rate.items[0]}"
-            headers = [(b"retry-after", str(retry).encode())]
-            await _refuse(
-                scope, receive, send, 429, message, "rate_limited", "rate_limit_error", headers
-            )
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await _refuse(scope, receive, send, *refusal)
             return
         sent = dict(scope.get("headers", []))
         declared = sent.get(b"content-length")
