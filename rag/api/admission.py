@@ -60,7 +60,7 @@ class Slots:
     """At most ``slots`` questions at once; long ones also need one of ``slots // 2``."""
 
     def __init__(self, slots: int, long_chars: int) -> None:
-        self.size = slots or os.cpu_count() or 1
+        self.size = slots or usable_cores()
         self.long_size = max(1, self.size // 2)
         self.long_chars = long_chars
         self._all = asyncio.Semaphore(self.size)
@@ -80,6 +80,13 @@ class Slots:
         if len(body) <= self.long_chars:
             return False  # every character takes at least a byte
         return text_chars(body, content_type) > self.long_chars
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def text_chars(body: bytes, content_type: bytes) -> int:
