@@ -511,6 +511,19 @@ def test_rate_limit_answers_429_with_retry_after(limited: LiveServer) -> None:
     assert health.status_code == 200  # probes are not counted
 
 
+def test_rate_limited_form_gets_the_page(limited: LiveServer) -> None:
+    """The no-JavaScript form's browser shows the response: a 429 is the page, not JSON."""
+    with httpx.Client(base_url=limited.url, timeout=60) as c:
+        posts = [c.post("/ask", data={"question": "阿里云"}) for _ in range(RATE + 1)]
+
+    refused = posts[-1]
+    assert all(r.status_code != 429 for r in posts[:RATE])
+    assert refused.status_code == 429
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "出错了：too many requests" in refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+
+
 def _exchange(url: str, data: bytes) -> tuple[bytes, bool]:
     """Send ``data`` on a raw socket and read until the server closes (or a generous bound).
 
