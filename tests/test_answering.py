@@ -12,14 +12,29 @@ import numpy as np
 import pytest
 
 from rag.answer import Answerer
-from rag.answering.features import ANSWERABILITY_FEATURES, EVIDENCE_FEATURES, form_match
+from rag.answering.features import (
+    ANSWERABILITY_FEATURES,
+    EVIDENCE_FEATURES,
+    Candidate,
+    form_match,
+)
 from rag.answering.qa_sets import DEFAULT_DATA_DIR
-from rag.answering.selector import CARD, MODELS_DIR, has_words, load_models
+from rag.answering.selector import (
+    CARD,
+    MODELS_DIR,
+    has_words,
+    load_models,
+    span_probability,
+    span_second,
+)
 from rag.citations import NOT_ANSWERED_ZH, NOT_FOUND_EN, NOT_FOUND_ZH, check_answer
 from rag.embedding import E5Embedder
 from rag.engine import Engine, load_engine
+from rag.evidence import ScoredSentence
 from rag.index import SearchIndex
+from rag.question import analyse
 from rag.retrieval import Retriever
+from rag.sentences import split_sentences
 from rag.settings import Settings
 
 ARTICLE_2023 = "000_64977604fa216111.txt"
@@ -189,3 +204,27 @@ def test_everyday_question_the_articles_never_touch_is_nothing_relevant(
 
     assert answer.outcome == "none", (answer.answer, answer.confidence)
     assert answer.answerable is False and answer.citations == []
+
+
+def _candidate(index: SearchIndex, words: str, row: int) -> Candidate:
+    doc = index.documents[ARTICLE_2023]
+    at = doc.text.index(words)
+    start, end = next((s, e) for s, e in split_sentences(doc.text) if s <= at < e)
+    sentence = ScoredSentence(row, ARTICLE_2023, start, end, doc.text[start:end], 0, 0, 0, 0)
+    return Candidate(sentence, tuple(0.0 for _ in EVIDENCE_FEATURES))
+
+
+def test_runner_up_with_a_far_likelier_answer_span_is_cited_first(
+    bundled_index: SearchIndex,
+) -> None:
+    question = "阿里云在2022年占中国云市场份额的多少?"
+    info = analyse(question)
+    other = _candidate(bundled_index, "张勇如是说", 0)
+    states = _candidate(bundled_index, "阿里云在2022年占中国云市场份额的36%", 1)
+    top_span = span_probability(info, bundled_index, other.sentence)
+
+    close = span_second(info, bundled_index, [(other, 1.0), (states, 0.9)], top_span)
+    far = span_second(info, bundled_index, [(other, 9.0), (states, 0.9)], top_span)
+
+    assert close[0][0] is states  # the ranker barely preferred the other sentence
+    assert far[0][0] is other  # a large ranker lead is not overturned
