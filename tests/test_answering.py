@@ -228,3 +228,29 @@ def test_runner_up_with_a_far_likelier_answer_span_is_cited_first(
 
     assert close[0][0] is states  # the ranker barely preferred the other sentence
     assert far[0][0] is other  # a large ranker lead is not overturned
+
+
+def test_gold_overlap_is_low_for_a_question_that_paraphrases_its_sentence() -> None:
+    from rag.answering.qa_sets import Paragraph, QAItem, QASet
+    from rag.answering.train_evidence import gold_overlap
+
+    text = "阿里云成立于2009年。它的总部位于杭州。"
+    qa = QASet({"p": Paragraph("p", "test", "阿里云", text)}, [])
+    start = text.index("杭州")
+    copied = QAItem("a", "它的总部位于哪里?", "p", (("杭州", start),))
+    paraphrased = QAItem("b", "该公司的办公地设在哪座城市?", "p", (("杭州", start),))
+    unanswerable = QAItem("c", "它有多少员工?", "p", ())
+
+    assert gold_overlap(qa, copied) == pytest.approx(6 / 8)  # 它的总部位于 of 它的总部位于哪里
+    assert gold_overlap(qa, paraphrased) < 0.2  # the sentence of the answer, not the paragraph
+    assert gold_overlap(qa, unanswerable) == 1.0
+
+
+def test_shipped_answerability_model_reads_only_what_its_card_allows() -> None:
+    """The card's dropped answerability features never appear in the judge's splits."""
+    card = json.loads((MODELS_DIR / CARD).read_text(encoding="utf-8"))
+    dropped = set(card["variant"]["dropped_answerability_features"])
+    importance = load_models().judge.feature_importance("split")
+    used = {n for n, k in zip(ANSWERABILITY_FEATURES, importance, strict=True) if k > 0}
+    assert used, "the judge should split on something"
+    assert not used & dropped, used & dropped
