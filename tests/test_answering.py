@@ -254,3 +254,23 @@ def test_shipped_answerability_model_reads_only_what_its_card_allows() -> None:
     used = {n for n, k in zip(ANSWERABILITY_FEATURES, importance, strict=True) if k > 0}
     assert used, "the judge should split on something"
     assert not used & dropped, used & dropped
+
+
+def test_a_card_with_dense_mix_mixes_the_second_judge(tmp_path: Path) -> None:
+    """``dense_mix`` (variant robust+en+blend+mix) weights a second judge into the probability."""
+    import shutil
+
+    from rag.answering.selector import DENSE_ANSWERABILITY_MODEL, Models
+
+    for f in MODELS_DIR.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    card = json.loads((MODELS_DIR / CARD).read_text(encoding="utf-8"))
+    (tmp_path / CARD).write_text(json.dumps({**card, "dense_mix": 0.25}), encoding="utf-8")
+    # The relevance model stands in for the e5-only judge: any other booster shows the mixing.
+    shutil.copy(MODELS_DIR / "relevance.txt", tmp_path / DENSE_ANSWERABILITY_MODEL)
+    row = card["fixed_examples"][0]["answerability_row"]
+    single, mixed = load_models(), Models(tmp_path)
+
+    expected = 0.75 * single.probability(row) + 0.25 * single.relevant(row)
+    assert mixed.probability(row) == pytest.approx(expected, abs=1e-12)
+    assert mixed.probability(row) != pytest.approx(single.probability(row), abs=1e-6)

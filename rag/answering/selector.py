@@ -38,6 +38,7 @@ from rag.retrieval import Hit
 MODELS_DIR = Path(__file__).parent / "models"
 EVIDENCE_MODEL = "evidence.txt"
 ANSWERABILITY_MODEL = "answerability.txt"
+DENSE_ANSWERABILITY_MODEL = "answerability_dense.txt"  # only when the card's dense_mix > 0
 RELEVANCE_MODEL = "relevance.txt"
 CARD = "answer_layer.json"
 
@@ -156,6 +157,13 @@ class Models:
             raise ValueError(f"{directory / CARD}: features differ from this code; retrain")
         self.ranker = lightgbm.Booster(model_file=str(directory / EVIDENCE_MODEL))
         self.judge = lightgbm.Booster(model_file=str(directory / ANSWERABILITY_MODEL))
+        # A second judge on the e5 scores alone, mixed in: they survive paraphrase.
+        self.dense_mix = float(self.card.get("dense_mix", 0.0))
+        self.dense_judge = (
+            lightgbm.Booster(model_file=str(directory / DENSE_ANSWERABILITY_MODEL))
+            if self.dense_mix > 0
+            else None
+        )
         self.relevance = lightgbm.Booster(model_file=str(directory / RELEVANCE_MODEL))
         self.threshold = float(self.card["threshold"])
         self.related_threshold = float(self.card["related_threshold"])
@@ -175,7 +183,12 @@ class Models:
 
     def probability(self, row: Sequence[float]) -> float:
         """Probability that the top-ranked sentence answers the question."""
-        return float(np.asarray(self.judge.predict(np.array([row], dtype=np.float64)))[0])
+        x = np.array([row], dtype=np.float64)
+        p = float(np.asarray(self.judge.predict(x))[0])
+        if self.dense_judge is None:
+            return p
+        dense = float(np.asarray(self.dense_judge.predict(x))[0])
+        return (1 - self.dense_mix) * p + self.dense_mix * dense
 
     def relevant(self, row: Sequence[float]) -> float:
         """Probability that the question is about something the articles cover at all."""

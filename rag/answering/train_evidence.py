@@ -43,6 +43,7 @@ from rag.answering.qa_sets import QACorpus, QAItem, QASet, lay_out, load_sets, s
 from rag.answering.selector import (
     ANSWERABILITY_MODEL,
     CARD,
+    DENSE_ANSWERABILITY_MODEL,
     EVIDENCE_MODEL,
     MODELS_DIR,
     RELEVANCE_MODEL,
@@ -196,6 +197,9 @@ class Variant:
     # less than ``paraphrase_below`` (1 = unweighted): importance weighting toward paraphrase.
     paraphrase_weight: float = 1.0
     paraphrase_below: float = LOW_OVERLAP
+    # Weight of a second judge on the e5 scores alone (DENSE_JUDGE) in the answerability
+    # probability, mixed with the first: 0 = one judge.
+    dense_mix: float = 0.0
 
 
 VARIANTS = {
@@ -249,6 +253,9 @@ VARIANTS["robust+en+blend+paraphrase"] = Variant(
     english_share=0.25,
     blend=1.0,
     paraphrase_weight=6.0,
+)
+VARIANTS["robust+en+blend+mix"] = Variant(
+    "robust+en+blend+mix", drop=COPY_FEATURES, english_share=0.25, blend=1.0, dense_mix=0.7
 )
 DEFAULT_VARIANTS = ("robust+en+blend",)
 
@@ -353,6 +360,15 @@ class Trained:
     ranker: Any
     judge: Any
     relevance: Any
+    dense_judge: Any = None
+
+    def probability(self, rows: np.ndarray) -> np.ndarray:
+        """Answerability as the service computes it (see ``Models.probability``)."""
+        p = np.asarray(self.judge.predict(rows), dtype=np.float64)
+        if self.dense_judge is None:
+            return p
+        dense = np.asarray(self.dense_judge.predict(rows), dtype=np.float64)
+        return (1 - self.variant.dense_mix) * p + self.variant.dense_mix * dense
 
 
 def fit(variant: Variant, examples: list[Example], index: SearchIndex, span: bool) -> Trained:
@@ -385,7 +401,18 @@ def fit(variant: Variant, examples: list[Example], index: SearchIndex, span: boo
     relevance = lightgbm.train(
         JUDGE_PARAMS, lightgbm.Dataset(rows, on_topic, feature_name=names), JUDGE_ROUNDS
     )
-    return Trained(variant, train_ranker(examples, variant.drop), judge, relevance)
+    dense_judge = None
+    if variant.dense_mix > 0:
+        dense_x = rows.copy()
+        for name in set(ANSWERABILITY_FEATURES) - DENSE_JUDGE:
+            dense_x[:, ANSWERABILITY_FEATURES.index(name)] = 0.0
+        dense_judge = lightgbm.train(
+            JUDGE_PARAMS,
+            lightgbm.Dataset(dense_x, labels, weight=weights, feature_name=names),
+            JUDGE_ROUNDS,
+        )
+    ranker = train_ranker(examples, variant.drop)
+    return Trained(variant, ranker, judge, relevance, dense_judge)
 
 
 @dataclass
@@ -409,7 +436,7 @@ def score_set(trained: Trained, examples: list[Example], index: SearchIndex, spa
     return Scored(
         np.array([ex.kind for ex in examples]),
         labels.astype(bool),
-        np.asarray(trained.judge.predict(rows), dtype=np.float64),
+        trained.probability(rows),
         np.asarray(trained.relevance.predict(rows), dtype=np.float64),
         np.array([not ex.candidates for ex in examples]),
         np.array([ex.info.language == "zh" and not ex.unknown for ex in examples]),
@@ -572,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     trained.ranker.save_model(str(args.out / EVIDENCE_MODEL))
     trained.judge.save_model(str(args.out / ANSWERABILITY_MODEL))
+    (args.out / DENSE_ANSWERABILITY_MODEL).unlink(missing_ok=True)
+    if trained.dense_judge is not None:
+        trained.dense_judge.save_model(str(args.out / DENSE_ANSWERABILITY_MODEL))
     trained.relevance.save_model(str(args.out / RELEVANCE_MODEL))
     card = {
         "what": "evidence ranker (LightGBM lambdarank), answerability and relevance classifiers",
@@ -599,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
             "validation sets",
         },
         "blend": trained.variant.blend,
+        "dense_mix": trained.variant.dense_mix,
         "span_feature": span,
         "span_model_sha256": _sha256(MODELS_DIR / "span.txt") if span else None,
         "threshold": threshold,
@@ -642,7 +673,7 @@ def _fixed_examples(
                 "evidence_row": list(ex.candidates[0].features),
                 "evidence_score": float(np.asarray(trained.ranker.predict(row))[0]),
                 "answerability_row": rows[0].tolist(),
-                "answerability": float(np.asarray(trained.judge.predict(rows))[0]),
+                "answerability": float(trained.probability(rows)[0]),
                 "relevance": float(np.asarray(trained.relevance.predict(rows))[0]),
             }
         )
