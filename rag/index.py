@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -152,11 +152,16 @@ def sentence_table(
 
 
 def embed_texts(
-    texts: Sequence[str], embedder: Embedder, reuse: dict[str, np.ndarray], progress: bool
+    texts: Sequence[str],
+    embedder: Embedder,
+    reuse: dict[str, np.ndarray],
+    progress: bool,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, list[str], int]:
     """Passage vectors for ``texts``, embedding only those missing from ``reuse``.
 
-    Returns the matrix, the per-row text keys and how many texts were newly embedded.
+    Returns the matrix, the per-row text keys and how many texts were newly embedded;
+    ``on_progress(done, total)`` hears of each embedded batch (for a server's build status).
     """
     keys = [_key(t) for t in texts]
     todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in reuse}.items())
@@ -166,6 +171,8 @@ def embed_texts(
             vectors = embedder.embed_passages([t for _, t in batch])
             fresh.update((k, v) for (k, _), v in zip(batch, vectors, strict=True))
             bar.update(len(batch))
+            if on_progress is not None:
+                on_progress(len(fresh), len(todo))
     table = {**reuse, **fresh}
     matrix = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     for row, key in enumerate(keys):
@@ -207,7 +214,12 @@ def _publish(index_dir: Path, build_name: str) -> None:
 
 
 def build_index(
-    config: IndexConfig, embedder: Embedder, *, progress: bool = False, corpus: Corpus | None = None
+    config: IndexConfig,
+    embedder: Embedder,
+    *,
+    progress: bool = False,
+    corpus: Corpus | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Manifest:
     """Chunk, embed and index the corpus, then atomically publish the result."""
     started = time.perf_counter()
@@ -224,7 +236,7 @@ def build_index(
     texts = [passage_text(c) for c in chunks] + [
         doc_texts[s.doc][s.start : s.end] for s in sentences
     ]
-    all_vectors, keys, embedded = embed_texts(texts, embedder, reuse, progress)
+    all_vectors, keys, embedded = embed_texts(texts, embedder, reuse, progress, on_progress)
     vectors = all_vectors[: len(chunks)]
 
     name = time.strftime("%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:8]}"

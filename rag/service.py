@@ -1,8 +1,9 @@
 """The long-lived answering service: one loaded index at a time, hot-swapped on rebuild.
 
 Requests take ``service.answerer`` once and use that object throughout, so every answer
-comes from one complete index (old or new, never a mix). A watcher thread notices when
-``rag index`` publishes a new build and swaps the reference after the build is loaded.
+comes from one complete index (old or new, never a mix). Builds asked for over HTTP run in
+the background (:class:`rag.library.Builder`) and swap the reference as soon as they are
+published; a watcher thread notices builds published by ``rag index`` in another process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from rag.answer import Answerer
 from rag.embedding import Embedder, load_embedder
 from rag.engine import Engine, index_config
-from rag.index import SearchIndex, current_path, load_index, open_index
+from rag.index import SearchIndex, build_index, current_path, load_index, open_index
+from rag.library import Builder, Library, Progress
 from rag.llm import ChatClient, chat_client
 from rag.retrieval import Retriever
 from rag.settings import Settings
@@ -64,7 +66,10 @@ class Service:
         self._build: str | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._swap_lock = threading.Lock()
         self.swaps = 0
+        self.library = Library(settings.corpus_dir, settings.max_upload_bytes)
+        self.builder = Builder(self._build_now, self.reload)
 
     @property
     def ready(self) -> bool:
@@ -94,6 +99,23 @@ class Service:
         self._build = index.path.name
         log.info("index loaded", extra={"build": self._build, "chunks": len(index.chunks)})
 
+    def _build_now(self, on_progress: Progress) -> None:
+        """One incremental build of the corpus folder (unchanged text reuses its vectors)."""
+        self.embedder = self.embedder or load_embedder(self.settings.embedder)
+        build_index(index_config(self.settings), self.embedder, on_progress=on_progress)
+
+    def reload(self) -> bool:
+        """Swap in the published build if it is not the one being served; True if swapped."""
+        with self._swap_lock:
+            target = _build_id(self.settings.index_dir)
+            if target is None or Path(target).name == self._build:
+                return False
+            self._install(load_index(self.settings.index_dir))
+            self.swaps += 1
+        if self.on_swap is not None:
+            self.on_swap()
+        return True
+
     def start_watching(self, interval: float = 1.0) -> None:
         self._watcher = threading.Thread(
             target=self._watch, args=(interval,), name="index-watcher", daemon=True
@@ -102,14 +124,8 @@ class Service:
 
     def _watch(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            target = _build_id(self.settings.index_dir)
-            if target is None or Path(target).name == self._build:
-                continue
             try:
-                self._install(load_index(self.settings.index_dir))
-                self.swaps += 1
-                if self.on_swap is not None:
-                    self.on_swap()
+                self.reload()
             except Exception as exc:  # keep serving the old index whatever went wrong
                 log.warning("index swap failed", extra={"error": str(exc)})
 

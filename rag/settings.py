@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(512, ge=16, le=8192)
 
     api_keys: str = Field("", description="Comma-separated bearer keys; empty = open.")
+    admin_keys: str = Field(
+        "", description="Comma-separated bearer keys that may add, delete and re-index articles."
+    )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest article upload request (all its files)."
+    )
     cors_origins: str = Field("", description="Comma-separated allowed origins; empty = none.")
     max_question_chars: int = Field(2000, ge=10, description="Longest accepted question.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest accepted request body.")
@@ -58,6 +64,10 @@ class Settings(BaseSettings):
     @property
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+    @property
+    def admin_key_list(self) -> list[str]:
+        return [k.strip() for k in self.admin_keys.split(",") if k.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -54,12 +54,19 @@ class GuardMiddleware:
     """Everything that must happen before routing, in one small ASGI layer."""
 
     def __init__(
-        self, app: ASGIApp, *, api_keys: list[str], max_body: int, metrics: Metrics
+        self,
+        app: ASGIApp,
+        *,
+        api_keys: list[str],
+        max_body: int,
+        metrics: Metrics,
+        body_limits: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.app = app
         self.keys = [k.encode() for k in api_keys]
         self.max_body = max_body
         self.metrics = metrics
+        self.body_limits = body_limits or {}  # (method, path) -> its own limit (uploads)
 
     def _authorised(self, scope: Scope) -> bool:
         if not self.keys:
@@ -112,11 +119,12 @@ class GuardMiddleware:
                 )
                 return
             declared = headers.get(b"content-length")
+            limit = self.body_limits.get((scope["method"], scope["path"]), self.max_body)
             replay = None
-            if declared is None or not declared.isdigit() or int(declared) <= self.max_body:
-                replay = await self._buffered(receive)
+            if declared is None or not declared.isdigit() or int(declared) <= limit:
+                replay = await self._buffered(receive, limit)
             if replay is None:
-                await self._refuse_too_large(scope, receive, send_with_id)
+                await self._refuse_too_large(scope, receive, send_with_id, limit)
                 return
             await self.app(scope, replay, send_with_id)
         finally:
@@ -135,8 +143,10 @@ class GuardMiddleware:
                 },
             )
 
-    async def _refuse_too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"request body over {self.max_body} bytes"
+    async def _refuse_too_large(
+        self, scope: Scope, receive: Receive, send: Send, limit: int
+    ) -> None:
+        message = f"request body over {limit} bytes"
         if (scope["method"], scope["path"]) == FORM_ROUTE and "app" in scope:
             # The form's browser shows the page, not JSON (the body is not read: no question).
             await form_error_page(scope["app"], 413, message)(scope, receive, send)
@@ -145,7 +155,7 @@ class GuardMiddleware:
             send, 413, _error(413, message, "body_too_large", "invalid_request_error"), []
         )
 
-    async def _buffered(self, receive: Receive) -> Receive | None:
+    async def _buffered(self, receive: Receive, limit: int) -> Receive | None:
         """Read the whole body (bounded), then replay it; None when it is too large.
 
         Bodies here are small JSON documents, so buffering costs nothing and lets an
@@ -159,7 +169,7 @@ class GuardMiddleware:
                 break  # client went away; let the app see the disconnect
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_body:
+            if size > limit:
                 return None
             if not message.get("more_body", False):
                 break
