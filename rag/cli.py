@@ -40,6 +40,17 @@ def cmd_index(args: argparse.Namespace) -> int:
     from rag.index import build_index
 
     settings = _settings(args)
+    if args.add or args.remove:
+        from rag.library import Library, read_uploads
+
+        library = Library(settings.corpus_dir, settings.max_upload_bytes)
+        for doc_id in args.remove or ():
+            library.path_of(doc_id)  # every id checked before anything changes
+        for added in library.add(read_uploads(args.add)) if args.add else ():
+            print(f"{'replaced' if added.replaced else 'added'} {added.id}", file=sys.stderr)
+        for doc_id in args.remove or ():
+            library.delete(doc_id)
+            print(f"removed {doc_id}", file=sys.stderr)
     manifest = build_index(
         index_config(settings), load_embedder(settings.embedder), progress=_progress(args)
     )
@@ -253,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="build or update the index")
     common(p)
+    p.add_argument(
+        "--add", nargs="+", type=Path, metavar="FILE", help="copy articles into the corpus first"
+    )
+    p.add_argument(
+        "--remove", nargs="+", metavar="ID", help="delete articles (ids as listed) first"
+    )
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=cmd_index)
 

@@ -76,6 +76,17 @@ class Upload:
     data: bytes
 
 
+def read_uploads(paths: Sequence[Path]) -> list[Upload]:
+    """Files from disk as uploads (for ``rag index --add``), each stored under its own name."""
+    uploads = []
+    for path in paths:
+        try:
+            uploads.append(Upload(path.name, path.read_bytes()))
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return uploads
+
+
 @dataclass(frozen=True)
 class Added:
     id: str
