@@ -398,15 +398,18 @@ function outcomeOf(rag) {
   return outcome === "answered" && !rag.answerable ? "none" : outcome;
 }
 
-/** @param {Response} res */
-async function errorMessage(res) {
+/**
+ * @param {Response} res
+ * @param {string} [prefix] what failed, in front of the server's message
+ */
+async function errorMessage(res, prefix = "服务器出错") {
   try {
     const body = await res.json();
-    if (body && body.error && body.error.message) return `服务器出错：${body.error.message}`;
+    if (body && body.error && body.error.message) return `${prefix}：${body.error.message}`;
   } catch {
     /* not JSON */
   }
-  return `服务器出错（HTTP ${res.status}）。`;
+  return `${prefix}（HTTP ${res.status}）。`;
 }
 
 /**
@@ -797,18 +800,25 @@ function renderArticles(docs) {
 
 /** One row of the articles view, with delete and its confirmation. @param {Article} a */
 function articleRow(a) {
-  const actions = el("div", { class: "row-actions" });
-  const row = el(
-    "li",
-    { "data-id": a.id },
-    el(
-      "div",
-      { class: "article-text" },
-      el("span", { class: "article-title" }, a.title),
-      el("span", { class: "article-meta" }, `${a.id} · ${articleMeta(a)}`),
-    ),
-    actions,
+  const text = el(
+    "div",
+    { class: "article-text" },
+    el("span", { class: "article-title" }, a.title),
+    el("span", { class: "article-meta" }, `${a.id} · ${articleMeta(a)}`),
   );
+  return removableRow(a.id, a.title, text);
+}
+
+/**
+ * A list item for one file with a delete button that asks for confirmation first.
+ * @param {string} id
+ * @param {string} title
+ * @param {Node} text
+ */
+function removableRow(id, title, text) {
+  const a = { id, title };
+  const actions = el("div", { class: "row-actions" });
+  const row = el("li", { "data-id": id }, text, actions);
   const idle = () => {
     const remove = el("button", { type: "button", class: "ghost delete" }, "删除");
     remove.hidden = !library.editable;
@@ -828,7 +838,7 @@ function articleRow(a) {
 }
 
 /**
- * @param {Article} a
+ * @param {{id: string, title: string}} a
  * @param {HTMLButtonElement} button
  */
 async function removeArticle(a, button) {
@@ -837,7 +847,7 @@ async function removeArticle(a, button) {
     const path = a.id.split("/").map(encodeURIComponent).join("/");
     const res = await change(`/api/documents/${path}`, { method: "DELETE" });
     if (!res.ok) {
-      say(await errorMessage(res), true);
+      say(await errorMessage(res, "删除失败"), true);
       button.disabled = false;
       return;
     }
@@ -859,7 +869,7 @@ async function upload(files) {
   try {
     const res = await change("/api/documents", { method: "POST", body });
     if (!res.ok) {
-      say(await errorMessage(res), true);
+      say(await errorMessage(res, "上传失败"), true);
       return;
     }
     const result = await res.json();
@@ -903,7 +913,11 @@ function renderStatus(status) {
   skipped.hidden = !status.skipped.length;
   byId("skipped-list").replaceChildren(
     ...status.skipped.map((s) =>
-      el("li", {}, el("span", { class: "path" }, s.path), el("span", {}, s.reason)),
+      removableRow(
+        s.path,
+        s.path,
+        el("div", {}, el("span", { class: "path" }, s.path), el("span", {}, s.reason)),
+      ),
     ),
   );
 }
