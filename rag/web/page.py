@@ -96,7 +96,8 @@ def answer_form(
     """Answer one form submission; every outcome, errors included, is a whole page."""
     context = page_context(service, settings)
     asked = question.strip()
-    if settings.api_key_list and not key_accepted(settings.api_key_list, key, authorization):
+    keys = settings.api_key_list + settings.admin_key_list  # admins may ask too
+    if settings.api_key_list and not key_accepted(keys, key, authorization):
         message = "需要有效的 API 密钥：请在表单里填写。"
         return FormResult(401, render_page(context, question=question, asked=asked, error=message))
     try:
