@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -197,3 +198,26 @@ def test_a_failed_build_is_reported_and_the_builder_recovers() -> None:
     builder.request()
     assert builder.wait(30)
     assert builder.status().error is None and builder.status().builds == 2
+
+
+def test_rag_index_adds_and_removes_through_the_same_library(
+    make_corpus: Callable[..., Path], tmp_path: Path, run_rag: Callable[..., Any]
+) -> None:
+    corpus = make_corpus()
+    new = tmp_path / "耳机.txt"
+    new.write_text(ARTICLE, encoding="utf-8")
+    index = ["-q", "--corpus", corpus, "--index-dir", tmp_path / "index"]
+    result = run_rag("index", *index, "--add", new, "--remove", "qwen.txt")
+    assert result.returncode == 0, result.stderr
+    assert "added 耳机.txt" in result.stderr and "removed qwen.txt" in result.stderr
+    assert "耳机.txt: 星河科技发布新款翻译耳机" in result.stdout
+    assert "qwen.txt" not in result.stdout and not (corpus / "qwen.txt").exists()
+
+    before = _files(corpus)
+    bad = tmp_path / "run.exe"
+    bad.write_bytes(b"MZ")
+    for args in (["--add", bad], ["--remove", "price.txt", "nope.txt"]):
+        result = run_rag("index", *index, *args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("rag: error:")
+    assert _files(corpus) == before  # a refused change changes nothing, not even partly
