@@ -133,3 +133,5 @@ class Service:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
+        # A build under way finishes (its files are written atomically either way).
+        self.builder.wait(timeout=30)
