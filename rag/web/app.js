@@ -873,7 +873,11 @@ async function upload(files) {
       return;
     }
     const result = await res.json();
-    say(`已上传 ${result.ids.join("、")}，正在建立索引…`);
+    /** @type {{id: string, replaced: boolean}[]} */
+    const added = result.documents;
+    const replaced = added.filter((d) => d.replaced).length;
+    const note = replaced ? `（替换了 ${replaced} 篇同名文章）` : "";
+    say(`已上传 ${result.ids.join("、")}${note}，正在建立索引…`);
     followBuild();
   } catch {
     say("无法连接到服务器，请稍后重试。", true);
