@@ -940,6 +940,9 @@ def test_render_lists_articles_and_examples_escaped() -> None:
     assert f'value="《标题{html.escape(SCRIPT)}》讲了什么？"' in page
     assert 'form class="examples" id="examples" method="post" action="/ask"' in page
     assert example_questions((rows[1],)) == ("《没有日期》讲了什么？",)  # no byline: no author
+    many = tuple(ArticleRow(f"{i}.txt", f"第{i}篇", None, 1) for i in range(13))
+    page = render_page(PageContext(False, False, "extractive", 13, 99, many))
+    assert page.count('<li data-id="') == 10 and "另有 3 篇" in page
 
 
 @pytest.fixture(scope="module")

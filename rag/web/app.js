@@ -732,6 +732,7 @@ const dropZone = byId("drop-zone");
 const uploadMessage = byId("upload-message");
 const buildProgress = /** @type {HTMLProgressElement} */ (byId("build-progress"));
 const POLL_MS = 400;
+const INTRO_ARTICLES = 10; // the start page lists the newest ones (render.py INTRO_ARTICLES)
 const library = { polling: false, editable: true };
 
 /** @param {number} ms */
@@ -784,17 +785,17 @@ function newestFirst(docs) {
 function renderArticles(docs) {
   const sorted = newestFirst(docs);
   byId("library-line").textContent = `已收录 ${docs.length} 篇文章。`;
-  const intro = document.getElementById("article-list");
-  intro?.replaceChildren(
-    ...sorted.map((a) =>
-      el(
-        "li",
-        { "data-id": a.id },
-        el("span", { class: "article-title" }, a.title),
-        el("span", { class: "article-meta" }, articleMeta(a)),
-      ),
+  const intro = sorted.slice(0, INTRO_ARTICLES).map((a) =>
+    el(
+      "li",
+      { "data-id": a.id },
+      el("span", { class: "article-title" }, a.title),
+      el("span", { class: "article-meta" }, articleMeta(a)),
     ),
   );
+  const more = sorted.length - INTRO_ARTICLES;
+  if (more > 0) intro.push(el("li", { class: "more" }, `另有 ${more} 篇`));
+  document.getElementById("article-list")?.replaceChildren(...intro);
   byId("articles-list").replaceChildren(...sorted.map(articleRow));
 }
 

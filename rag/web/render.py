@@ -28,6 +28,8 @@ NOTICES: dict[Outcome, str] = {
     "none": "收录的文章里没有找到能回答这个问题的内容。",
 }
 SOURCE_HEADINGS: dict[Outcome, str] = {"answered": "来源", "related": "相关段落"}
+# Articles listed on the start page (newest first); app.js INTRO_ARTICLES says the same.
+INTRO_ARTICLES = 10
 # Characters of article text shown on each side of a quote in the no-JS page.
 CONTEXT_CHARS = 80
 
@@ -183,11 +185,15 @@ def article_meta(row: ArticleRow) -> str:
 
 
 def _articles_html(articles: Sequence[ArticleRow]) -> str:
+    """The newest articles (the articles view lists them all); the same markup as app.js."""
     items = "".join(
         f'<li data-id="{_e(a.id)}"><span class="article-title">{_e(a.title)}</span>'
         f'<span class="article-meta">{_e(article_meta(a))}</span></li>'
-        for a in articles
+        for a in articles[:INTRO_ARTICLES]
     )
+    more = len(articles) - INTRO_ARTICLES
+    if more > 0:
+        items += f'<li class="more">另有 {more} 篇</li>'
     return f'<ul class="article-list" id="article-list">{items}</ul>'
 
 
