@@ -1102,3 +1102,31 @@ def test_examples_work_without_javascript(browser: Any, library_server: str) -> 
         expect(page.locator("#t1 .answer")).to_contain_text("李四")
     finally:
         p.close()
+
+
+@pytest.mark.slow
+def test_an_upload_asks_for_the_admin_key_when_one_is_needed(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder
+) -> None:
+    expect = _expect()
+    corpus = tmp_path_factory.mktemp("web-admin")
+    for name, text in LIBRARY_ARTICLES.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    settings = _settings(corpus, tmp_path_factory.mktemp("web-admin-index"))
+    settings = settings.model_copy(update={"admin_keys": "page-admin"})
+    with _serve(settings, e5) as url:
+        p = Page(browser, url, LAPTOP)
+        page = p.page
+        try:
+            expect(page.locator("#key-dialog")).to_be_hidden()  # asking needs no key
+            expect(page.locator("#key-button")).to_be_visible()
+            page.click("#articles-button")
+            _drop(page, "#drop-zone", *ROBOT)
+            expect(page.locator("#key-dialog")).to_be_visible()
+            expect(page.locator("#key-error")).to_have_text("修改文章需要管理员密钥。")
+            page.fill("#key-input", "page-admin")
+            page.press("#key-input", "Enter")
+            expect(page.locator('#articles-list li[data-id="robot.md"]')).to_have_count(1)
+            assert (corpus / ROBOT[0]).is_file()
+        finally:
+            p.close()
