@@ -16,7 +16,6 @@ import pytest
 from rag.embedding import E5Embedder
 from rag.library import TEMP_PREFIX
 from tests.api_server import LiveServer, api_settings, serve
-from tests.conftest import SAMPLE_ARTICLES, _write_articles
 
 READER, ADMIN = "reader-key", "admin-key"
 ARTICLE = (
@@ -25,14 +24,32 @@ ARTICLE = (
     "该耳机支持32种语言的实时翻译，续航时间为12小时。\n"
 )
 QUESTION = "星河科技的翻译耳机售价是多少？"
+ARTICLES = {
+    "server.txt": (
+        "阿里云发布新一代磐久服务器\n2024-09-19\n\n"
+        "阿里云在杭州云栖大会上发布了新一代磐久服务器。"
+        "新服务器单机支持16卡GPU，可提供最高3.2Tbps的扩展网络带宽。\n"
+    ),
+    "price.txt": (
+        "通义千问主力模型再次降价\n2024-05-21\n\n"
+        "通义千问三款主力模型再次大幅降价，最高降幅达到85%。"
+        "降价后每百万tokens的价格低至0.3元。\n"
+    ),
+}
+
+
+def write_corpus(folder: Path) -> Path:
+    for name, text in ARTICLES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
 
 
 @pytest.fixture(scope="module")
 def library_server(
     tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder
 ) -> Iterator[tuple[LiveServer, Path]]:
-    """A server over its own copy of the sample articles (tests add and delete files)."""
-    corpus = _write_articles(tmp_path_factory.mktemp("kb-corpus"), SAMPLE_ARTICLES)
+    """A server over its own small corpus folder (tests add and delete files)."""
+    corpus = write_corpus(tmp_path_factory.mktemp("kb-corpus"))
     settings = api_settings(
         tmp_path_factory.mktemp("kb-index"), corpus_dir=corpus, max_upload_bytes=4096
     )
@@ -141,7 +158,7 @@ def test_rebuild_reports_skipped_files_with_reasons(
 
 
 def _keyed_server(tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder, **keys: str) -> Any:
-    corpus = _write_articles(tmp_path_factory.mktemp("keys-corpus"), SAMPLE_ARTICLES)
+    corpus = write_corpus(tmp_path_factory.mktemp("keys-corpus"))
     return serve(api_settings(tmp_path_factory.mktemp("keys-index"), corpus_dir=corpus, **keys), e5)
 
 
