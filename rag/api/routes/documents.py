@@ -21,6 +21,7 @@ from rag.api.schemas import (
     DeleteOut,
     DocumentOut,
     DocumentSummary,
+    ErrorBody,
     IndexStatusOut,
     ProgressOut,
     SkippedOut,
@@ -35,9 +36,9 @@ router = APIRouter(prefix="/api", tags=["documents"])
 UPLOAD_ROUTE = ("POST", "/api/documents")
 
 CHANGE_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "an admin key is needed (when keys are configured)"},
-    403: {"description": "this key may read but not change the articles"},
-    409: {"description": "the bundled articles, or the last article, cannot be changed"},
+    401: {"model": ErrorBody, "description": "an admin key is needed (when keys are set)"},
+    403: {"model": ErrorBody, "description": "this key may read but not change the articles"},
+    409: {"model": ErrorBody, "description": "the bundled or the last article cannot change"},
 }
 
 
@@ -151,8 +152,8 @@ def document(doc_id: str, answerer: AnswererDep) -> DocumentOut:
     summary="Add or replace articles (multipart, fields named 'file'); the index rebuilds",
     responses={
         **CHANGE_RESPONSES,
-        413: {"description": "a file over the size limit"},
-        415: {"description": "a file type the reader does not take"},
+        413: {"model": ErrorBody, "description": "a file over the size limit"},
+        415: {"model": ErrorBody, "description": "a file type the reader does not take"},
     },
 )
 def upload(
@@ -176,7 +177,7 @@ def upload(
     status_code=202,
     response_model=DeleteOut,
     summary="Delete an article file; the index rebuilds",
-    responses={**CHANGE_RESPONSES, 404: {"description": "unknown document"}},
+    responses={**CHANGE_RESPONSES, 404: {"model": ErrorBody, "description": "unknown document"}},
 )
 def delete(doc_id: str, service: ServiceDep, answerer: AnswererDep, _admin: AdminDep) -> DeleteOut:
     service.library.delete(doc_id, indexed=list(answerer.engine.index.documents))
