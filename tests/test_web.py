@@ -1017,6 +1017,11 @@ def test_articles_listed_uploaded_asked_and_deleted_on_the_page(
         robot = dialog.locator('#articles-list li[data-id="robot.md"]')
         expect(robot.locator(".article-title")).to_have_text("杭州机器人展开幕")
         expect(robot.locator(".article-meta")).to_contain_text("2024-10-08")
+        robot.locator(".article-title").click()  # the whole article opens in the reader
+        expect(page.locator("#reader-body")).to_contain_text("能爬楼梯的送货机器人")
+        expect(page.locator("#reader-date")).to_have_text("2024-10-08")
+        page.click("#reader-close")
+        expect(dialog).to_be_visible()
 
         # An article the reader cannot use is refused with the reason; nothing changes.
         _drop(page, "#drop-zone", "空白.txt", "   \n")

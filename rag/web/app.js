@@ -801,10 +801,12 @@ function renderArticles(docs) {
 
 /** One row of the articles view, with delete and its confirmation. @param {Article} a */
 function articleRow(a) {
+  const title = el("button", { type: "button", class: "article-title", title: "阅读原文" }, a.title);
+  title.addEventListener("click", () => openArticle(a.id, a.title));
   const text = el(
     "div",
     { class: "article-text" },
-    el("span", { class: "article-title" }, a.title),
+    title,
     el("span", { class: "article-meta" }, `${a.id} · ${articleMeta(a)}`),
   );
   return removableRow(a.id, a.title, text);
@@ -836,6 +838,32 @@ function removableRow(id, title, text) {
   };
   idle();
   return row;
+}
+
+/**
+ * Show a whole article in the reader (over the articles view).
+ * @param {string} id
+ * @param {string} title
+ */
+async function openArticle(id, title) {
+  const token = ++state.readerToken;
+  const body = byId("reader-body");
+  byId("reader-kicker").textContent = "原文";
+  byId("reader-title").textContent = title;
+  byId("reader-date").textContent = "";
+  body.replaceChildren(el("p", { class: "status" }, "正在打开原文"));
+  if (!reader.open) reader.showModal();
+  try {
+    const doc = await getDocument(id);
+    if (token !== state.readerToken) return;
+    byId("reader-date").textContent = doc.date || "";
+    body.replaceChildren(doc.text);
+    body.scrollTop = 0;
+  } catch (err) {
+    if (token !== state.readerToken) return;
+    const reason = err instanceof Error ? err.message : String(err);
+    body.replaceChildren(el("p", { class: "notice", role: "alert" }, `无法打开原文。${reason}`));
+  }
 }
 
 /**
