@@ -7,6 +7,7 @@ unchanged chunks are reused from the previous build, keyed by the exact text emb
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -50,12 +51,29 @@ class StoredDocument:
     date: str | None
     text: str
     meta: tuple[MetaField, ...] = ()
+    format: str = "text"  # which reader made ``text`` (rag.readers)
+    encoding: str | None = None
+    pages: tuple[int, ...] = ()  # offset where each page starts (PDF)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StoredDocument:
         """A ``documents.jsonl`` row; builds made before metadata was stored have none."""
         meta = tuple(MetaField(**field) for field in row.get("meta", ()))
-        return cls(row["id"], row["title"], row["date"], row["text"], meta)
+        return cls(
+            row["id"],
+            row["title"],
+            row["date"],
+            row["text"],
+            meta,
+            row.get("format", "text"),
+            row.get("encoding"),
+            tuple(row.get("pages", ())),
+        )
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding ``offset``; None without pages or above the first."""
+        page = bisect.bisect_right(self.pages, offset)
+        return page or None
 
 
 @dataclass(frozen=True)
@@ -271,6 +289,8 @@ def build_index(
                 source=_first(d.meta, "source"),
                 sha256=d.sha256,
                 chunks=per_doc.get(d.id, 0),
+                format=d.format,
+                encoding=d.encoding,
             )
             for d in corpus.documents
         ],
@@ -305,6 +325,9 @@ def _document_row(doc: Document) -> dict[str, object]:
         "date": doc.date,
         "text": doc.text,
         "meta": [asdict(field) for field in doc.meta],
+        "format": doc.format,
+        "encoding": doc.encoding,
+        "pages": list(doc.pages),
     }
 
 

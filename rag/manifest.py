@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-FORMAT_VERSION = 2  # 2: documents carry header metadata with offsets
+FORMAT_VERSION = 3  # 2: documents carry header metadata with offsets; 3: formats, encodings
 
 
 class DocumentInfo(BaseModel):
@@ -20,6 +20,8 @@ class DocumentInfo(BaseModel):
     source: str | None = None
     sha256: str
     chunks: int
+    format: str = "text"  # the reader that made the text: text, markdown, html, pdf, docx
+    encoding: str | None = None  # how a text file was decoded (None: the format decides)
 
 
 class SkippedInfo(BaseModel):

@@ -6,6 +6,7 @@ override values before anything reads them.
 
 from __future__ import annotations
 
+import codecs
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -21,7 +22,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
 
-    corpus_dir: Path = Field(BUNDLED_CORPUS, description="Folder of UTF-8 .txt/.md articles.")
+    corpus_dir: Path = Field(
+        BUNDLED_CORPUS, description="Folder of articles: .txt .md .html .htm .pdf .docx."
+    )
+    corpus_encoding: str | None = Field(
+        None, description="Encoding of every text file; unset = detect (UTF-8, UTF-16, GBK, Big5)."
+    )
+    max_file_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Larger article files are skipped with a reason."
+    )
     index_dir: Path = Field(Path("index"), description="Where the built index lives.")
     embedder: str = Field(
         "e5",
@@ -59,6 +68,17 @@ class Settings(BaseSettings):
     def _check_embedder(cls, value: str) -> str:
         if value != "e5" and not (value.startswith("st:") and len(value) > 3):
             raise ValueError("RAG_EMBEDDER must be 'e5' or 'st:<model name or path>'")
+        return value
+
+    @field_validator("corpus_encoding")
+    @classmethod
+    def _check_encoding(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"RAG_CORPUS_ENCODING: unknown encoding {value!r}") from None
         return value
 
     @property
