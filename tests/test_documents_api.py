@@ -51,7 +51,7 @@ def library_server(
     """A server over its own small corpus folder (tests add and delete files)."""
     corpus = write_corpus(tmp_path_factory.mktemp("kb-corpus"))
     settings = api_settings(
-        tmp_path_factory.mktemp("kb-index"), corpus_dir=corpus, max_upload_bytes=4096
+        tmp_path_factory.mktemp("kb-index"), corpus_dir=corpus, max_upload_bytes=65536
     )
     with serve(settings, e5) as server:
         yield server, corpus
@@ -116,7 +116,7 @@ def test_bad_uploads_are_4xx_json_and_leave_the_folder_unchanged(
     assert_error(upload(client, (".hidden.txt", ARTICLE.encode())), 400, "hidden")
     assert_error(upload(client, ("run.exe", b"MZ")), 415, "run.exe")
     assert_error(upload(client, ("blank.txt", b" \n\n ")), 400, "whitespace")
-    assert_error(upload(client, ("big.txt", ARTICLE.encode() * 40)), 413, "4096")
+    assert_error(upload(client, ("big.txt", ARTICLE.encode() * 400)), 413, "65536")
     assert_error(upload(client, ("ok.txt", ARTICLE.encode()), ("bad.txt", b"")), 400, "bad.txt")
     assert_error(client.post("/api/documents", json={"file": "x"}), 400, "file")
     assert_error(client.post("/api/documents", files=[("other", ("a.txt", b"x"))]), 400, "file")
@@ -251,3 +251,29 @@ def test_no_question_fails_while_articles_come_and_go(
     assert not {d["id"] for d in client.get("/api/documents").json()} & {
         f"load-{i}.txt" for i in range(5)
     }
+
+
+def test_uploads_of_other_formats_show_their_format_and_encoding(client: httpx.Client) -> None:
+    """Files made by the real libraries (HTML, GBK text, Word) upload, index and answer."""
+    from tests.article_files import GBK_TEXT, PANDA_HTML, docx_bytes
+
+    files = [
+        ("panda.html", PANDA_HTML.encode("utf-8")),
+        ("postcard.txt", GBK_TEXT.encode("gbk")),
+        ("hotpot.docx", docx_bytes()),
+    ]
+    response = upload(client, *files)
+    assert response.status_code == 202, response.text
+    wait_idle(client)
+    try:
+        listed = {d["id"]: d for d in client.get("/api/documents").json()}
+        assert listed["panda.html"]["format"] == "html"
+        assert listed["postcard.txt"]["encoding"] in ("gbk", "gb18030")
+        assert listed["hotpot.docx"]["format"] == "docx"
+        answer = client.post("/api/ask", json={"question": "熊猫邮局的明信片售价是多少？"}).json()
+        assert "六十元" in answer["answer"]
+        assert answer["citations"][0]["doc"] == "postcard.txt"
+    finally:
+        for name, _ in files:
+            client.delete(f"/api/documents/{name}")
+        wait_idle(client)
