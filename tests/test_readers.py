@@ -93,6 +93,11 @@ def test_short_html_page_keeps_no_navigation_and_guesses_no_date(tmp_path: Path)
     ]
 
 
+def test_other_endings_of_the_same_formats(tmp_path: Path) -> None:
+    assert load_document(write(tmp_path, "p.HTM", PANDA_HTML), DEFAULTS).format == "html"
+    assert load_document(write(tmp_path, "t.markdown", TEA_MARKDOWN), DEFAULTS).format == "markdown"
+
+
 def test_html_saved_as_txt_is_read_as_html(tmp_path: Path) -> None:
     doc = load_document(write(tmp_path, "page.txt", PANDA_HTML), DEFAULTS)
     assert doc.format == "html"
