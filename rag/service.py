@@ -15,11 +15,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rag.answer import Answerer
+from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder, load_embedder
 from rag.engine import Engine, index_config
-from rag.index import SearchIndex, build_index, current_path, load_index, open_index
+from rag.index import (
+    IndexConfig,
+    SearchIndex,
+    build_index,
+    current_path,
+    index_problem,
+    load_index,
+    open_index,
+)
 from rag.library import Builder, Library, Progress
 from rag.llm import ChatClient, chat_client
+from rag.manifest import Manifest
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
@@ -39,6 +49,15 @@ def warm_up() -> None:
     jieba.posseg.lcut("预热")
     load_models()
     short_answer("预热是什么?", "预热是准备。", 0, 6, doc="warm-up")
+
+
+def _same_source(
+    manifest: Manifest, config: IndexConfig, embedder: Embedder, corpus: Corpus
+) -> bool:
+    """Whether a build of ``corpus`` would reproduce the index ``manifest`` describes."""
+    skipped = sorted((str(s.path), s.reason) for s in corpus.skipped)
+    listed = sorted((s.path, s.reason) for s in manifest.skipped)
+    return index_problem(manifest, config, embedder, corpus) is None and skipped == listed
 
 
 def _build_id(index_dir: Path) -> str | None:
@@ -99,10 +118,18 @@ class Service:
         self._build = index.path.name
         log.info("index loaded", extra={"build": self._build, "chunks": len(index.chunks)})
 
-    def _build_now(self, on_progress: Progress) -> None:
-        """One incremental build of the corpus folder (unchanged text reuses its vectors)."""
+    def _build_now(self, on_progress: Progress, force: bool) -> None:
+        """One incremental build of the corpus folder (unchanged text reuses its vectors);
+        none at all, unless forced, when the folder still holds what the served index was
+        built from (the same articles and the same skipped files)."""
         self.embedder = self.embedder or load_embedder(self.settings.embedder)
-        build_index(index_config(self.settings), self.embedder, on_progress=on_progress)
+        config = index_config(self.settings)
+        corpus = load_corpus(config.corpus_dir)
+        served = self._answerer.engine.index.manifest if self._answerer is not None else None
+        if not force and served is not None and _same_source(served, config, self.embedder, corpus):
+            log.info("index up to date: nothing to build")
+            return
+        build_index(config, self.embedder, corpus=corpus, on_progress=on_progress)
 
     def reload(self) -> bool:
         """Swap in the published build if it is not the one being served; True if swapped."""

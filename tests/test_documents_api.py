@@ -277,3 +277,14 @@ def test_uploads_of_other_formats_show_their_format_and_encoding(client: httpx.C
         for name, _ in files:
             client.delete(f"/api/documents/{name}")
         wait_idle(client)
+
+
+def test_a_rebuild_of_an_unchanged_folder_builds_nothing_unless_forced(
+    client: httpx.Client,
+) -> None:
+    served = wait_idle(client)["last_build"]["id"]
+    assert client.post("/api/index").status_code == 202
+    assert wait_idle(client)["last_build"]["id"] == served  # nothing changed, nothing built
+    assert client.post("/api/index", params={"force": "true"}).status_code == 202
+    forced = wait_idle(client)["last_build"]
+    assert forced["id"] != served and forced["embedded"] == 0  # everything reused

@@ -164,6 +164,7 @@ class ProgressOut(BaseModel):
 class BuildOut(BaseModel):
     """The build being served."""
 
+    id: str = Field(description="the build's folder name: changes with every new build")
     built_at: str
     documents: int
     chunks: int

@@ -70,6 +70,7 @@ def index_status(service: Service) -> IndexStatusOut:
     if service.ready:
         m = service.answerer.engine.index.manifest
         last = BuildOut(
+            id=service.answerer.engine.index.path.name,
             built_at=m.built_at,
             documents=len(m.documents),
             chunks=m.chunk_count,
@@ -197,6 +198,10 @@ def status(service: ServiceDep) -> IndexStatusOut:
     summary="Rebuild the index now (in the background)",
     responses=CHANGE_RESPONSES,
 )
-def rebuild(service: ServiceDep, _answerer: AnswererDep, _admin: AdminDep) -> IndexStatusOut:
-    service.builder.request()
+def rebuild(
+    service: ServiceDep, _answerer: AnswererDep, _admin: AdminDep, force: bool = False
+) -> IndexStatusOut:
+    """Without ``force`` a folder that still holds what the index was built from builds
+    nothing (the state returns to idle at once)."""
+    service.builder.request(force=force)
     return index_status(service)
