@@ -244,25 +244,21 @@ class Builder:
     means the server answers from the newest build.
     """
 
-    def __init__(
-        self, build: Callable[[Progress, bool], object], on_built: Callable[[], object]
-    ) -> None:
+    def __init__(self, build: Callable[[Progress], object], on_built: Callable[[], object]) -> None:
         self._build = build
         self._on_built = on_built
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
         self._pending = False
-        self._force = False  # build even if nothing changed (passed on to ``build``)
         self._state: BuildState = "idle"
         self._done = self._total = self._builds = 0
         self._error: str | None = None
         self._started: float | None = None
 
-    def request(self, force: bool = False) -> None:
+    def request(self) -> None:
         """Ask for a build; returns at once."""
         with self._cond:
             self._pending = True
-            self._force = self._force or force
             if self._worker is None:
                 self._worker = threading.Thread(target=self._run, name="index-build", daemon=True)
                 self._worker.start()
@@ -295,12 +291,12 @@ class Builder:
                     self._state, self._worker, self._started = "idle", None, None
                     self._cond.notify_all()
                     return
-                self._pending, force, self._force = False, self._force, False
+                self._pending = False
                 self._state, self._done, self._total = "building", 0, 0
                 self._started = time.time()
             error = None
             try:
-                self._build(self._progress, force)
+                self._build(self._progress)
                 self._on_built()
             except Exception as exc:  # the old index keeps serving; the status says why
                 error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"

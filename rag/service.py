@@ -118,15 +118,15 @@ class Service:
         self._build = index.path.name
         log.info("index loaded", extra={"build": self._build, "chunks": len(index.chunks)})
 
-    def _build_now(self, on_progress: Progress, force: bool) -> None:
+    def _build_now(self, on_progress: Progress) -> None:
         """One incremental build of the corpus folder (unchanged text reuses its vectors);
-        none at all, unless forced, when the folder still holds what the served index was
-        built from (the same articles and the same skipped files)."""
+        none at all when the folder still holds what the served index was built from (the
+        same articles and the same skipped files): that build would be the same index."""
         self.embedder = self.embedder or load_embedder(self.settings.embedder)
         config = index_config(self.settings)
         corpus = load_corpus(config.corpus_dir)
         served = self._answerer.engine.index.manifest if self._answerer is not None else None
-        if not force and served is not None and _same_source(served, config, self.embedder, corpus):
+        if served is not None and _same_source(served, config, self.embedder, corpus):
             log.info("index up to date: nothing to build")
             return
         build_index(config, self.embedder, corpus=corpus, on_progress=on_progress)

@@ -279,12 +279,19 @@ def test_uploads_of_other_formats_show_their_format_and_encoding(client: httpx.C
         wait_idle(client)
 
 
-def test_a_rebuild_of_an_unchanged_folder_builds_nothing_unless_forced(
-    client: httpx.Client,
+def test_a_rebuild_of_an_unchanged_folder_builds_nothing(
+    client: httpx.Client, library_server: tuple[LiveServer, Path]
 ) -> None:
     served = wait_idle(client)["last_build"]["id"]
     assert client.post("/api/index").status_code == 202
     assert wait_idle(client)["last_build"]["id"] == served  # nothing changed, nothing built
-    assert client.post("/api/index", params={"force": "true"}).status_code == 202
-    forced = wait_idle(client)["last_build"]
-    assert forced["id"] != served and forced["embedded"] == 0  # everything reused
+    corpus = library_server[1]
+    (corpus / "copied.txt").write_text(ARTICLE, encoding="utf-8")  # a file copied in by hand
+    try:
+        assert client.post("/api/index").status_code == 202
+        build = wait_idle(client)["last_build"]
+        assert build["id"] != served
+        assert "copied.txt" in {d["id"] for d in client.get("/api/documents").json()}
+    finally:
+        client.delete("/api/documents/copied.txt")
+        wait_idle(client)

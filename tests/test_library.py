@@ -151,7 +151,7 @@ def test_builds_coalesce_run_incrementally_and_report_progress(
     progress: list[tuple[int, int]] = []
     swaps: list[str] = []
 
-    def build(on_progress: Callable[[int, int], None], force: bool) -> None:
+    def build(on_progress: Callable[[int, int], None]) -> None:
         started.set()
         gate.wait(60)
 
@@ -186,7 +186,7 @@ def test_builds_coalesce_run_incrementally_and_report_progress(
 def test_a_failed_build_is_reported_and_the_builder_recovers() -> None:
     calls: list[int] = []
 
-    def build(on_progress: Callable[[int, int], None], force: bool) -> None:
+    def build(on_progress: Callable[[int, int], None]) -> None:
         calls.append(1)
         if len(calls) == 1:
             raise NotFoundError("no usable article")

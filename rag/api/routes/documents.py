@@ -195,13 +195,11 @@ def status(service: ServiceDep) -> IndexStatusOut:
     "/index",
     status_code=202,
     response_model=IndexStatusOut,
-    summary="Rebuild the index now (in the background)",
+    summary="Rebuild the index now (in the background) if the folder changed",
     responses=CHANGE_RESPONSES,
 )
-def rebuild(
-    service: ServiceDep, _answerer: AnswererDep, _admin: AdminDep, force: bool = False
-) -> IndexStatusOut:
-    """Without ``force`` a folder that still holds what the index was built from builds
-    nothing (the state returns to idle at once)."""
-    service.builder.request(force=force)
+def rebuild(service: ServiceDep, _answerer: AnswererDep, _admin: AdminDep) -> IndexStatusOut:
+    """A folder that still holds what the index was built from builds nothing: that build
+    would be the same index (the state returns to idle at once)."""
+    service.builder.request()
     return index_status(service)
