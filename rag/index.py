@@ -3,10 +3,14 @@
 A build is written into its own directory and published by atomically replacing the
 ``current`` symlink, so a killed build never damages the index being served. Vectors of
 unchanged chunks are reused from the previous build, keyed by the exact text embedded.
+Only chunks are embedded at build time; sentences are embedded when a question first needs
+them (rag/sentence_vectors.py). Chunks and sentences are stored as memory-mapped offset tables
+(rag/chunk_store.py) and BM25 is memory-mapped, so a large index loads fast and small.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,13 +27,23 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from rag.chunk_store import (
+    ChunkSentences,
+    ChunkTable,
+    Sentence,
+    SentenceTable,
+    read_tables,
+    sentence_rows,
+    write_tables,
+)
 from rag.chunking import Chunk, chunk_corpus
 from rag.corpus import Corpus, Document, load_corpus
 from rag.embedding import Embedder
 from rag.errors import IndexMismatchError, IndexMissingError
 from rag.lexical import LexicalIndex
-from rag.manifest import DocumentInfo, Manifest, SkippedInfo
+from rag.manifest import FORMAT_VERSION, DocumentInfo, Manifest, SkippedInfo
 from rag.metadata import MetaField
+from rag.sentence_vectors import SentenceVectors
 from rag.sentences import split_sentences
 from rag.vectors import VectorIndex, choose_kind
 
@@ -58,28 +72,23 @@ class StoredDocument:
         return cls(row["id"], row["title"], row["date"], row["text"], meta)
 
 
-@dataclass(frozen=True)
-class Sentence:
-    """One sentence of a chunk; answers quote whole sentences, so they are embedded too."""
-
-    doc: str
-    start: int
-    end: int
-
-
 @dataclass
 class SearchIndex:
     """Everything retrieval and answering need, loaded in memory from one complete build."""
 
     path: Path
     manifest: Manifest
-    chunks: list[Chunk]
+    chunks: ChunkTable
     documents: dict[str, StoredDocument]
     vectors: VectorIndex
     lexical: LexicalIndex
-    sentences: list[Sentence]
-    chunk_sentences: list[list[int]]  # per chunk row: its sentence rows, in order
-    sentence_vectors: np.ndarray
+    sentences: SentenceTable
+    chunk_sentences: ChunkSentences  # per chunk row: its sentence rows, in order
+    # Embedded on first use with the embedder bound by the Retriever (one cache per index).
+    sentence_vectors: SentenceVectors = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sentence_vectors = SentenceVectors(self.sentence_text, self.manifest.dim)
 
     @cached_property
     def lowered_text(self) -> str:
@@ -141,14 +150,8 @@ def sentence_table(
     chunks: Sequence[Chunk], texts: dict[str, str]
 ) -> tuple[list[Sentence], list[list[int]]]:
     """Unique sentences of all chunks and, per chunk, the rows of its sentences."""
-    rows: dict[Sentence, int] = {}
-    per_chunk: list[list[int]] = []
-    for chunk in chunks:
-        mine = []
-        for start, end in split_sentences(texts[chunk.doc], chunk.start, chunk.end):
-            mine.append(rows.setdefault(Sentence(chunk.doc, start, end), len(rows)))
-        per_chunk.append(mine)
-    return list(rows), per_chunk
+    spans = [split_sentences(texts[c.doc], c.start, c.end) for c in chunks]
+    return sentence_rows(chunks, spans)
 
 
 def embed_texts(
@@ -221,23 +224,18 @@ def build_index(
     reuse = _reusable_vectors(index_dir, embedder)
     doc_texts = {d.id: d.text for d in corpus.documents}
     sentences, chunk_sentences = sentence_table(chunks, doc_texts)
-    texts = [passage_text(c) for c in chunks] + [
-        doc_texts[s.doc][s.start : s.end] for s in sentences
-    ]
-    all_vectors, keys, embedded = embed_texts(texts, embedder, reuse, progress)
-    vectors = all_vectors[: len(chunks)]
+    texts = [passage_text(c) for c in chunks]
+    vectors, keys, embedded = embed_texts(texts, embedder, reuse, progress)
 
     name = time.strftime("%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:8]}"
     tmp = builds / f".tmp-{os.getpid()}-{name}"
     tmp.mkdir()
     kind = choose_kind(config.ann, len(chunks), config.ann_threshold)
     VectorIndex.build(vectors, kind).save(tmp / "vectors.faiss")
-    np.save(tmp / "embeddings.npy", all_vectors)
+    np.save(tmp / "embeddings.npy", vectors)
     (tmp / "keys.txt").write_text("\n".join(keys), encoding="utf-8")
     LexicalIndex.build([c.text for c in chunks]).save(tmp / "bm25")
-    _write_jsonl(tmp / "chunks.jsonl", (asdict(c) for c in chunks))
-    _write_jsonl(tmp / "sentences.jsonl", (asdict(s) for s in sentences))
-    (tmp / "chunk_sentences.json").write_text(json.dumps(chunk_sentences), encoding="utf-8")
+    write_tables(tmp, [d.id for d in corpus.documents], chunks, sentences, chunk_sentences)
     _write_jsonl(tmp / "documents.jsonl", (_document_row(d) for d in corpus.documents))
     per_doc: dict[str, int] = {}
     for chunk in chunks:
@@ -318,21 +316,22 @@ def load_index(index_dir: Path) -> SearchIndex:
         raise IndexMissingError(f"no index in {index_dir}: run 'rag index' first")
     path = link.resolve()
     manifest = Manifest.read(path / "manifest.json")
-    chunks = [Chunk(**row) for row in _read_jsonl(path / "chunks.jsonl")]  # type: ignore[arg-type]
+    if manifest.format_version != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"index format {manifest.format_version} != {FORMAT_VERSION}: run 'rag index'"
+        )
     documents = {
         str(row["id"]): StoredDocument.from_row(row)
         for row in _read_jsonl(path / "documents.jsonl")
     }
-    vectors = VectorIndex.load(path / "vectors.faiss")
+    chunks, sentences, chunk_sentences = read_tables(path, list(documents), documents)
+    exact = np.load(path / "embeddings.npy", mmap_mode="r")  # chunk rows; paged in as read
+    vectors = VectorIndex.load(path / "vectors.faiss", exact)
     lexical = LexicalIndex.load(path / "bm25", size=len(chunks))
-    sentences = [Sentence(**row) for row in _read_jsonl(path / "sentences.jsonl")]  # type: ignore[arg-type]
-    chunk_sentences = json.loads((path / "chunk_sentences.json").read_text(encoding="utf-8"))
-    all_vectors = np.load(path / "embeddings.npy")
-    sentence_vectors = np.ascontiguousarray(all_vectors[len(chunks) :])
     if (
         vectors.size != len(chunks)
+        or len(exact) != len(chunks)
         or manifest.chunk_count != len(chunks)
-        or len(sentence_vectors) != len(sentences)
         or len(chunk_sentences) != len(chunks)
     ):
         raise IndexMismatchError(f"index at {path} is inconsistent; rebuild it with 'rag index'")
@@ -345,7 +344,6 @@ def load_index(index_dir: Path) -> SearchIndex:
         lexical,
         sentences,
         chunk_sentences,
-        sentence_vectors,
     )
 
 
@@ -372,6 +370,8 @@ def open_index(
         problem = index_problem(index.manifest, config, embedder, corpus)
     except IndexMissingError:
         index, problem = None, "no index yet"
+    except IndexMismatchError as exc:  # an older format: rebuilt, reusing its chunk vectors
+        index, problem = None, str(exc)
     if problem is None and index is not None:
         return index
     if not rebuild:

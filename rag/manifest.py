@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-FORMAT_VERSION = 2  # 2: documents carry header metadata with offsets
+FORMAT_VERSION = 3  # 2: documents carry header metadata; 3: offset tables, chunk vectors only
 
 
 class DocumentInfo(BaseModel):

@@ -227,17 +227,22 @@ def test_hnsw_and_flat_agree_on_the_nearest_vector(tmp_path: Path) -> None:
     flat = VectorIndex.build(vectors, "flat")
     hnsw = VectorIndex.build(vectors, "hnsw")
     hnsw.save(tmp_path / "hnsw.faiss")
-    reloaded = VectorIndex.load(tmp_path / "hnsw.faiss")
+    reloaded = VectorIndex.load(tmp_path / "hnsw.faiss", exact=vectors)
+    quantised = VectorIndex.load(tmp_path / "hnsw.faiss")  # no float rows: 8-bit scores only
 
     flat_scores, flat_ids = flat.search(queries, 5)
-    _, hnsw_ids = hnsw.search(queries, 5)
+    hnsw_scores, hnsw_ids = hnsw.search(queries, 5)
     _, reloaded_ids = reloaded.search(queries, 5)
+    _, quantised_ids = quantised.search(queries, 5)
 
     assert (flat.kind, hnsw.kind, reloaded.kind) == ("flat", "hnsw", "hnsw")
     assert flat.size == hnsw.size == 400 and flat.dim == hnsw.dim == 384
     assert np.array_equal(flat_ids[:, 0], targets)
     assert np.array_equal(hnsw_ids[:, 0], flat_ids[:, 0])
     assert np.array_equal(reloaded_ids, hnsw_ids)
+    assert np.array_equal(quantised_ids[:, 0], flat_ids[:, 0])
+    # Re-scored with the float rows: the exact cosines, not their 8-bit approximations.
+    assert np.allclose(hnsw_scores, flat_scores, atol=1e-5)
     # Inner product over unit vectors is the cosine.
     expected = np.sum(queries * vectors[targets], axis=1)
     assert np.allclose(flat_scores[:, 0], expected, atol=1e-5)
