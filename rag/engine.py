@@ -41,4 +41,5 @@ def load_engine(
     """Load (building if needed) the index for ``settings``; pass ``embedder`` to share one."""
     embedder = embedder or load_embedder(settings.embedder)
     index = open_index(index_config(settings), embedder, rebuild=rebuild, progress=progress)
-    return Engine(settings, embedder, index, Retriever(index, embedder))
+    retriever = Retriever(index, embedder, embed_slots=settings.embed_slots or None)
+    return Engine(settings, embedder, index, retriever)

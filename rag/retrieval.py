@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from rag.embedding import Embedder
+from rag.embedding import Embedder, QueryBatcher
 from rag.errors import InvalidInputError
 from rag.index import SearchIndex
 
@@ -88,11 +88,13 @@ class Retriever:
         lexical_weight: float = 1.0,
         sentence_weight: float = 1.0,
         sentence_depth: int | None = SENTENCE_DEPTH,
+        embed_slots: int | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
         index.sentence_vectors.bind(embedder)
         self.sentence_depth = sentence_depth  # None: every candidate (all sentences embedded)
+        self.batcher = QueryBatcher(embedder, embed_slots)
         self.fusion: Fusion = fusion
         self.candidates = candidates
         self.lexical_weight = lexical_weight
@@ -108,7 +110,7 @@ class Retriever:
             if vector is not None:
                 self._cache.move_to_end(query)
                 return vector
-        vector = self.embedder.embed_queries([query])[0]
+        vector = self.batcher.embed(query)
         with self._cache_lock:
             self._cache[query] = vector
             if len(self._cache) > QUERY_CACHE:
