@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,7 @@ class LexicalIndex:
     def __init__(self, model: bm25s.BM25, size: int) -> None:
         self._model = model
         self.size = size
+        self._local = threading.local()
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
@@ -86,19 +88,30 @@ class LexicalIndex:
             if cut and read + length > POSTINGS_BUDGET:
                 break
             read, cut = read + length, cut + 1
-        rare, common = spans[:cut], spans[cut:]
-        if not common or read > self.size // 8:  # dense accumulation is cheaper
-            scores = np.zeros(self.size, dtype=np.float32)
+        rare = spans[:cut]  # the rest score only the candidates, below
+        # Scores of the rare terms add up in a per-thread buffer (zeroed again where touched),
+        # so no array the size of the corpus is allocated or scanned per query.
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or len(buffer) != self.size:
+            buffer = self._local.buffer = np.zeros(self.size, dtype=np.float32)
+        found = np.concatenate([indices[start:end] for start, end, _ in rare])
+        try:
             for start, end, n in rare:
-                scores[indices[start:end]] += n * data[start:end]
-            rows = np.flatnonzero(scores)
-            partial = scores[rows]
-        else:
-            found = np.concatenate([indices[start:end] for start, end, _ in rare])
-            weights = np.concatenate([n * data[start:end] for start, end, n in rare])
-            rows, inverse = np.unique(found, return_inverse=True)
-            partial = np.bincount(inverse, weights=weights).astype(np.float32)
-        if len(rows) > pool:  # partition, not sort; ties at the cut all stay
+                buffer[indices[start:end]] += n * data[start:end]
+            # A row occurs once per rare term at most: the best pool x terms occurrences hold
+            # the best ``pool`` rows (ties at the cut all stay).
+            keep = pool * len(rare)
+            values = buffer[found]
+            if len(found) > keep:
+                kth = np.partition(values, len(values) - keep)[len(values) - keep]
+                found_top = found[values >= kth]
+            else:
+                found_top = found
+            rows = np.unique(found_top)
+            partial = buffer[rows]
+        finally:
+            buffer[found] = 0.0
+        if len(rows) > pool:
             kth = np.partition(partial, len(partial) - pool)[len(partial) - pool]
             rows = rows[partial >= kth]
         wanted = np.unique(np.concatenate([rows, np.asarray(extra, dtype=rows.dtype)]))
