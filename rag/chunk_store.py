@@ -47,15 +47,15 @@ class ChunkTable:
     def __init__(
         self, rows: np.ndarray, doc_ids: Sequence[str], documents: Mapping[str, _Article]
     ) -> None:
-        self._rows = rows
+        self.rows = rows  # int32 (doc number, ord, start, end) per chunk
         self._doc_ids = doc_ids
         self._documents = documents
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self.rows)
 
     def __getitem__(self, row: int) -> Chunk:
-        doc_no, ord_, start, end = (int(x) for x in self._rows[row])
+        doc_no, ord_, start, end = (int(x) for x in self.rows[row])
         doc = self._doc_ids[doc_no]
         article = self._documents[doc]
         return Chunk(doc, ord_, start, end, article.text[start:end], article.title)
@@ -71,7 +71,7 @@ class ChunkTable:
 
     def spans(self, rows: Sequence[int]) -> list[tuple[str, int, int]]:
         """``(doc, start, end)`` of several rows without building chunks."""
-        table = self._rows[np.asarray(rows, dtype=np.int64)]
+        table = self.rows[np.asarray(rows, dtype=np.int64)]
         return [(self._doc_ids[int(d)], int(s), int(e)) for d, _, s, e in table]
 
 
@@ -79,14 +79,14 @@ class SentenceTable:
     """Sentences by row, read from the offset table."""
 
     def __init__(self, rows: np.ndarray, doc_ids: Sequence[str]) -> None:
-        self._rows = rows
+        self.rows = rows  # int32 (doc number, start, end) per sentence
         self._doc_ids = doc_ids
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self.rows)
 
     def __getitem__(self, row: int) -> Sentence:
-        doc_no, start, end = (int(x) for x in self._rows[row])
+        doc_no, start, end = (int(x) for x in self.rows[row])
         return Sentence(self._doc_ids[doc_no], start, end)
 
     def __iter__(self) -> Iterator[Sentence]:
@@ -97,14 +97,14 @@ class ChunkSentences:
     """Per chunk row, its sentence rows in order (a CSR pair of arrays)."""
 
     def __init__(self, members: np.ndarray, ptr: np.ndarray) -> None:
-        self._members = members
-        self._ptr = ptr
+        self.members = members
+        self.ptr = ptr
 
     def __len__(self) -> int:
-        return len(self._ptr) - 1
+        return len(self.ptr) - 1
 
     def __getitem__(self, row: int) -> list[int]:
-        return [int(r) for r in self._members[self._ptr[row] : self._ptr[row + 1]]]
+        return [int(r) for r in self.members[self.ptr[row] : self.ptr[row + 1]]]
 
     def __iter__(self) -> Iterator[list[int]]:
         return (self[row] for row in range(len(self)))

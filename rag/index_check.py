@@ -1,0 +1,133 @@
+"""Is a loaded build whole? Each file parses and the files agree with each other.
+
+Checksums catch damage to builds that have them; these checks also catch builds without
+them and files that were written wrong. Either way the result is one :class:`IndexDamagedError`
+naming the file, at load time, rather than a traceback at start-up, a 500 on every request
+or quotes cut from shifted text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from rag.chunk_store import CHUNKS_FILE, MEMBERS_FILE, SENTENCES_FILE
+from rag.errors import IndexDamagedError
+
+if TYPE_CHECKING:
+    from rag.index import SearchIndex
+
+T = TypeVar("T")
+
+
+def damaged(path: Path, why: str) -> IndexDamagedError:
+    return IndexDamagedError(f"damaged index file {path}: {why}; rebuild it with 'rag index'")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's text (FAISS and pydantic write several), shortened."""
+    errors = getattr(exc, "errors", None)  # pydantic: the first problem says the most
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where + ': ' if where else ''}{first['msg']}"[:160]
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def read_part(build: Path, name: str, read: Callable[[Path], T]) -> T:
+    """``read(build / name)``; whatever goes wrong parsing it becomes a damaged-file error."""
+    try:
+        return read(build / name)
+    except Exception as exc:  # every parser fails its own way; all of them mean the same here
+        raise damaged(build / name, one_line(exc)) from None
+
+
+def _is_span(start: object, end: object, length: int) -> bool:
+    return type(start) is int and type(end) is int and 0 <= start < end <= length
+
+
+def check_index(index: SearchIndex, chunk_vectors: np.ndarray) -> None:
+    """Raise :class:`IndexDamagedError` unless the parts of ``index`` fit together.
+
+    The chunk and sentence tables are checked as whole arrays (a million chunks in well under
+    a second); their text is cut from the articles, so it cannot differ from them.
+    """
+    build, manifest = index.path, index.manifest
+    texts = {doc_id: doc.text for doc_id, doc in index.documents.items()}
+    if set(texts) != {d.id for d in manifest.documents}:
+        raise damaged(build / "documents.jsonl", "its articles differ from the manifest's")
+    for doc_id, doc in index.documents.items():
+        for field in doc.meta:
+            if not (
+                _is_span(field.start, field.end, len(doc.text))
+                and doc.text[field.start : field.end] == field.value
+            ):
+                raise damaged(build / "documents.jsonl", f"metadata of {doc_id} is off its text")
+    lengths = np.array([len(t) for t in texts.values()], dtype=np.int64)
+    chunks = np.asarray(index.chunks.rows)
+    if manifest.chunk_count != len(chunks):
+        raise damaged(
+            build / CHUNKS_FILE,
+            f"{len(chunks)} chunks where the manifest counts {manifest.chunk_count}",
+        )
+    bad = _outside(chunks[:, 0], chunks[:, 2], chunks[:, 3], lengths)
+    if bad is not None:
+        raise damaged(build / CHUNKS_FILE, f"chunk {bad} points outside its article")
+    sentences = np.asarray(index.sentences.rows)
+    bad = _outside(sentences[:, 0], sentences[:, 1], sentences[:, 2], lengths)
+    if bad is not None:
+        raise damaged(build / SENTENCES_FILE, f"sentence {bad} points outside its article")
+    _check_chunk_sentences(index, chunks, sentences)
+    dim = manifest.dim
+    if index.vectors.size != len(chunks) or index.vectors.dim != dim:
+        raise damaged(
+            build / "vectors.faiss",
+            f"{index.vectors.size} vectors of {index.vectors.dim}d for "
+            f"{len(chunks)} chunks of {dim}d",
+        )
+    if chunk_vectors.shape != (len(chunks), dim) or chunk_vectors.dtype != np.float32:
+        raise damaged(
+            build / "embeddings.npy",
+            f"shape {chunk_vectors.shape} {chunk_vectors.dtype}, "
+            f"expected ({len(chunks)}, {dim}) float32",
+        )
+
+
+def _outside(
+    docs: np.ndarray, starts: np.ndarray, ends: np.ndarray, lengths: np.ndarray
+) -> int | None:
+    """The first row whose document number or span is impossible, or None."""
+    docs = docs.astype(np.int64)
+    known = (docs >= 0) & (docs < len(lengths))
+    limit = np.where(known, lengths[np.where(known, docs, 0)], -1)
+    bad = np.flatnonzero(~known | (starts < 0) | (starts >= ends) | (ends > limit))
+    return int(bad[0]) if len(bad) else None
+
+
+def _check_chunk_sentences(index: SearchIndex, chunks: np.ndarray, sentences: np.ndarray) -> None:
+    path = index.path / MEMBERS_FILE
+    members = np.asarray(index.chunk_sentences.members).astype(np.int64)
+    ptr = np.asarray(index.chunk_sentences.ptr).astype(np.int64)
+    if len(ptr) != len(chunks) + 1 or ptr[0] != 0 or ptr[-1] != len(members):
+        raise damaged(path, "not one list of sentence rows per chunk")
+    empty = np.flatnonzero(np.diff(ptr) <= 0)
+    if len(empty):
+        raise damaged(path, f"chunk {int(empty[0])} has no sentence rows")
+    count = len(sentences)
+    owner = np.repeat(np.arange(len(chunks)), np.diff(ptr))
+    bad = np.flatnonzero((members < 0) | (members >= count))
+    if len(bad):
+        row = int(owner[bad[0]])
+        raise damaged(path, f"chunk {row} lists sentence {int(members[bad[0]])} of {count}")
+    mine, theirs = sentences[members], chunks[owner]
+    bad = np.flatnonzero(
+        (mine[:, 0] != theirs[:, 0]) | (mine[:, 1] < theirs[:, 2]) | (mine[:, 2] > theirs[:, 3])
+    )
+    if len(bad):
+        row, member = int(owner[bad[0]]), int(members[bad[0]])
+        raise damaged(path, f"chunk {row} lists sentence {member}, which is not in it")
