@@ -191,9 +191,9 @@ class QueryBatcher:
 
     A request that finds a slot free is embedded at once, alone, with every core (no waiting
     window, so a lone request pays nothing); requests arriving while the slots are busy queue
-    and the next free slot embeds all of them in one pass, one core each. Measured on two
-    cores: 16 concurrent requests on 16 threads overcommit the CPU (and p99), and one pass over
-    many queries costs ~10% less CPU per query than one pass each (bench/README.md, "Throughput").
+    and the next free slot embeds all of them in one pass, one core each. The embedding threads
+    never outnumber the cores, and one pass over 32 queries costs ~9% less CPU per query than
+    32 passes (bench/README.md, "Throughput", has both policies under load).
     """
 
     MAX_BATCH = 32
