@@ -186,6 +186,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "log_level": settings.log_level.lower(),
         "access_log": False,
         "timeout_graceful_shutdown": 10,
+        # JSON for over-long URLs and headers slower than RAG_READ_TIMEOUT (rag.api.protocol).
+        "http": "rag.api.protocol:HttpProtocol",
+        "timeout_keep_alive": 5,
     }
     if args.workers > 1:
         _say(f"{serving} at {_url(args.host, args.port)} with {args.workers} workers")

@@ -68,6 +68,9 @@ def check_index(index: SearchIndex, chunk_vectors: np.ndarray) -> None:
                 and doc.text[field.start : field.end] == field.value
             ):
                 raise damaged(build / "documents.jsonl", f"metadata of {doc_id} is off its text")
+        pages = list(doc.pages)
+        if pages != sorted(pages) or not all(0 <= page <= len(doc.text) for page in pages):
+            raise damaged(build / "documents.jsonl", f"page offsets of {doc_id} are off its text")
     lengths = np.array([len(t) for t in texts.values()], dtype=np.int64)
     chunks = np.asarray(index.chunks.rows)
     if manifest.chunk_count != len(chunks):

@@ -88,6 +88,17 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="Comma-separated allowed origins; empty = none.")
     max_question_chars: int = Field(2000, ge=10, description="Longest accepted question.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest accepted request body.")
+    max_url_bytes: int = Field(8192, ge=256, le=65535, description="Longest URL path + query.")
+    read_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds a client has to send headers, then the body."
+    )
+    rate_limit: str = Field(
+        "", description="Requests per client, e.g. '60/minute' (limits syntax); empty = off."
+    )
+    answer_slots: int = Field(0, ge=0, description="Questions worked on at once; 0 = cores.")
+    long_question_chars: int = Field(
+        200, ge=1, description="Longer questions share a smaller set of slots (half)."
+    )
     log_level: str = Field("WARNING", description="Python logging level name.")
     log_json: bool = Field(False, description="Emit logs as JSON lines.")
 
@@ -97,6 +108,18 @@ class Settings(BaseSettings):
         if value != "e5" and not (value.startswith("st:") and len(value) > 3):
             raise ValueError("RAG_EMBEDDER must be 'e5' or 'st:<model name or path>'")
         return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"RAG_RATE_LIMIT must look like '60/minute': {exc}") from None
+        return value.strip()
 
     @field_validator("corpus_encoding")
     @classmethod
