@@ -155,7 +155,7 @@ def test_st_missing_model_fails_fast_offline(
     with pytest.raises(EmbedderError, match="/no/such/model") as caught:
         load_embedder("st:/no/such/model")
 
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 60  # a hang on retries, not a speed target
     assert "\n" not in caught.value.message
     assert no_network == []
 
