@@ -431,11 +431,13 @@ def _read_jsonl(path: Path) -> list[dict[str, object]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def load_index(index_dir: Path) -> SearchIndex:
+def load_index(index_dir: Path, *, verify: bool = False) -> SearchIndex:
     """Load the live build; the symlink is resolved once so a concurrent swap cannot mix builds.
 
     Every file is checked against its checksum and the files against each other first: a
-    damaged build raises :class:`IndexDamagedError` naming the file, never serves.
+    damaged build raises :class:`IndexDamagedError` naming the file, never serves. Files whose
+    stat is unchanged since they were last hashed are not hashed again (rag/checksums.py)
+    unless ``verify``.
     """
     link = current_path(index_dir)
     if not (link / MANIFEST).is_file():
@@ -447,7 +449,7 @@ def load_index(index_dir: Path) -> SearchIndex:
             f"index format {manifest.format_version} != {FORMAT_VERSION}: run 'rag index'"
         )
     if manifest.files is not None:
-        bad = checksum_problem(path, manifest.files)
+        bad = checksum_problem(path, manifest.files, full=verify)
         if bad is not None:
             raise damaged(path / bad[0], bad[1])
     documents = read_part(

@@ -26,6 +26,7 @@ from rag.settings import Settings
 
 BUILD_FILES = {
     "manifest.json",
+    ".verified.json",  # stats of the files hashed (rag/checksums.py)
     "vectors.faiss",
     "embeddings.npy",
     "keys.txt",

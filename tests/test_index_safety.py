@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
+import rag.checksums
 import rag.index
-from rag.checksums import build_checksums
+from rag.checksums import VERIFIED, build_checksums
 from rag.chunking import hard_max_chars
 from rag.corpus import load_corpus
 from rag.embedding import E5Embedder
@@ -170,6 +171,75 @@ def test_damaged_vectors_are_not_reused_by_the_rebuild(
 
     assert manifest.reused == 0
     assert manifest.embedded == manifest.chunk_count  # builds embed chunks only
+
+
+def counting_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files hashed from now on; stats count as settled at once."""
+    hashed: list[str] = []
+    real = rag.checksums.file_sha256
+
+    def spy(path: Path) -> str:
+        hashed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(rag.checksums, "file_sha256", spy)
+    monkeypatch.setattr(rag.checksums, "RACY_NS", 0)
+    return hashed
+
+
+def test_a_verified_file_is_not_hashed_again_until_its_stat_changes(
+    index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed = counting_hashes(monkeypatch)
+    build = live_build(index_copy)
+    listed = set(Manifest.read(build / "manifest.json").files or {})
+
+    load_index(index_copy)  # a copy: new inodes, so every file is hashed and remembered
+    assert {Path(n).name for n in listed} == set(hashed)
+    assert set(json.loads((build / VERIFIED).read_text(encoding="utf-8"))) == listed
+    hashed.clear()
+    load_index(index_copy)
+    assert hashed == []
+    load_index(index_copy, verify=True)
+    assert len(hashed) == len(listed)
+
+
+@pytest.mark.parametrize("restamped", [False, True])
+def test_damage_made_after_a_verified_load_is_still_found(
+    restamped: bool, index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same size, same shape, written after the stats were remembered: the ctime moves."""
+    hashed = counting_hashes(monkeypatch)
+    build = live_build(index_copy)
+    load_index(index_copy)
+    hashed.clear()
+    path = build / "embeddings.npy"
+    data = bytearray(path.read_bytes())
+    data[-100:] = bytes(100)
+    path.write_bytes(bytes(data))
+    if restamped:  # the manifest says the new content is right: the stats must not vouch
+        sentences_out_of_range(build)  # ... and the consistency checks must still run
+        restamp(build)
+
+    with pytest.raises(IndexDamagedError) as caught:
+        load_index(index_copy)
+
+    culprit = "chunk_sentences.npy" if restamped else "embeddings.npy"
+    assert f"damaged index file {build / culprit}" in caught.value.message
+    assert restamped or "embeddings.npy" in hashed
+
+
+def test_a_garbled_stat_record_means_hashing_everything(
+    index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed = counting_hashes(monkeypatch)
+    build = live_build(index_copy)
+    (build / VERIFIED).write_text("{not json", encoding="utf-8")
+
+    load_index(index_copy)
+
+    assert "embeddings.npy" in hashed
+    assert "embeddings.npy" in json.loads((build / VERIFIED).read_text(encoding="utf-8"))
 
 
 @pytest.mark.slow
