@@ -54,8 +54,9 @@ def _is_span(start: object, end: object, length: int) -> bool:
 def check_index(index: SearchIndex, chunk_vectors: np.ndarray) -> None:
     """Raise :class:`IndexDamagedError` unless the parts of ``index`` fit together.
 
-    The chunk and sentence tables are checked as whole arrays (a million chunks in well under
-    a second); their text is cut from the articles, so it cannot differ from them.
+    The chunk and sentence tables are checked with numpy, a block of rows at a time (a million
+    chunks in well under a second); their text is cut from the articles, so it cannot differ
+    from them.
     """
     build, manifest = index.path, index.manifest
     texts = {doc_id: doc.text for doc_id, doc in index.documents.items()}
@@ -78,11 +79,11 @@ def check_index(index: SearchIndex, chunk_vectors: np.ndarray) -> None:
             build / CHUNKS_FILE,
             f"{len(chunks)} chunks where the manifest counts {manifest.chunk_count}",
         )
-    bad = _outside(chunks[:, 0], chunks[:, 2], chunks[:, 3], lengths)
+    bad = _outside(chunks, (0, 2, 3), lengths)
     if bad is not None:
         raise damaged(build / CHUNKS_FILE, f"chunk {bad} points outside its article")
     sentences = np.asarray(index.sentences.rows)
-    bad = _outside(sentences[:, 0], sentences[:, 1], sentences[:, 2], lengths)
+    bad = _outside(sentences, (0, 1, 2), lengths)
     if bad is not None:
         raise damaged(build / SENTENCES_FILE, f"sentence {bad} points outside its article")
     _check_chunk_sentences(index, chunks, sentences)
@@ -101,36 +102,52 @@ def check_index(index: SearchIndex, chunk_vectors: np.ndarray) -> None:
         )
 
 
-def _outside(
-    docs: np.ndarray, starts: np.ndarray, ends: np.ndarray, lengths: np.ndarray
-) -> int | None:
-    """The first row whose document number or span is impossible, or None."""
-    docs = docs.astype(np.int64)
-    known = (docs >= 0) & (docs < len(lengths))
-    limit = np.where(known, lengths[np.where(known, docs, 0)], -1)
-    bad = np.flatnonzero(~known | (starts < 0) | (starts >= ends) | (ends > limit))
-    return int(bad[0]) if len(bad) else None
+# Rows checked per step. Whole-table temporaries would be freed into the heap, where glibc's
+# adaptive mmap threshold keeps them: 0.26 kB of RAM per chunk for as long as the index
+# serves; blocks keep that, and the peak, to a few MB.
+BLOCK = 1 << 16
+
+
+def _outside(rows: np.ndarray, columns: tuple[int, int, int], lengths: np.ndarray) -> int | None:
+    """The first row whose document number or span (``columns``: doc, start, end) is
+    impossible, or None."""
+    d, s, e = columns
+    for first in range(0, len(rows), BLOCK):
+        block = np.asarray(rows[first : first + BLOCK], dtype=np.int64)
+        docs, starts, ends = block[:, d], block[:, s], block[:, e]
+        known = (docs >= 0) & (docs < len(lengths))
+        limit = np.where(known, lengths[np.where(known, docs, 0)], -1)
+        bad = np.flatnonzero(~known | (starts < 0) | (starts >= ends) | (ends > limit))
+        if len(bad):
+            return first + int(bad[0])
+    return None
 
 
 def _check_chunk_sentences(index: SearchIndex, chunks: np.ndarray, sentences: np.ndarray) -> None:
     path = index.path / MEMBERS_FILE
-    members = np.asarray(index.chunk_sentences.members).astype(np.int64)
-    ptr = np.asarray(index.chunk_sentences.ptr).astype(np.int64)
+    members = np.asarray(index.chunk_sentences.members)
+    ptr = np.asarray(index.chunk_sentences.ptr)
     if len(ptr) != len(chunks) + 1 or ptr[0] != 0 or ptr[-1] != len(members):
         raise damaged(path, "not one list of sentence rows per chunk")
-    empty = np.flatnonzero(np.diff(ptr) <= 0)
-    if len(empty):
-        raise damaged(path, f"chunk {int(empty[0])} has no sentence rows")
     count = len(sentences)
-    owner = np.repeat(np.arange(len(chunks)), np.diff(ptr))
-    bad = np.flatnonzero((members < 0) | (members >= count))
-    if len(bad):
-        row = int(owner[bad[0]])
-        raise damaged(path, f"chunk {row} lists sentence {int(members[bad[0]])} of {count}")
-    mine, theirs = sentences[members], chunks[owner]
-    bad = np.flatnonzero(
-        (mine[:, 0] != theirs[:, 0]) | (mine[:, 1] < theirs[:, 2]) | (mine[:, 2] > theirs[:, 3])
-    )
-    if len(bad):
-        row, member = int(owner[bad[0]]), int(members[bad[0]])
-        raise damaged(path, f"chunk {row} lists sentence {member}, which is not in it")
+    for first in range(0, len(chunks), BLOCK):
+        last = min(first + BLOCK, len(chunks))
+        bounds = np.asarray(ptr[first : last + 1], dtype=np.int64)
+        sizes = np.diff(bounds)
+        empty = np.flatnonzero(sizes <= 0)
+        if len(empty):
+            raise damaged(path, f"chunk {first + int(empty[0])} has no sentence rows")
+        mine_rows = np.asarray(members[bounds[0] : bounds[-1]], dtype=np.int64)
+        owner = np.repeat(np.arange(first, last), sizes)
+        bad = np.flatnonzero((mine_rows < 0) | (mine_rows >= count))
+        if len(bad):
+            row, member = int(owner[bad[0]]), int(mine_rows[bad[0]])
+            raise damaged(path, f"chunk {row} lists sentence {member} of {count}")
+        mine = np.asarray(sentences[mine_rows], dtype=np.int64)
+        theirs = np.asarray(chunks[first:last], dtype=np.int64)[owner - first]
+        bad = np.flatnonzero(
+            (mine[:, 0] != theirs[:, 0]) | (mine[:, 1] < theirs[:, 2]) | (mine[:, 2] > theirs[:, 3])
+        )
+        if len(bad):
+            row, member = int(owner[bad[0]]), int(mine_rows[bad[0]])
+            raise damaged(path, f"chunk {row} lists sentence {member}, which is not in it")

@@ -22,6 +22,7 @@ from filelock import FileLock
 
 import rag.checksums
 import rag.index
+import rag.index_check
 from rag.checksums import VERIFIED, build_checksums
 from rag.chunking import hard_max_chars
 from rag.corpus import load_corpus
@@ -171,6 +172,25 @@ def test_damaged_vectors_are_not_reused_by_the_rebuild(
 
     assert manifest.reused == 0
     assert manifest.embedded == manifest.chunk_count  # builds embed chunks only
+
+
+def test_the_tables_are_checked_across_blocks_of_rows(
+    index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole a row at a time; a fault in the last block is found and placed."""
+    monkeypatch.setattr(rag.index_check, "BLOCK", 1)
+    build = live_build(index_copy)
+    chunks = len(load_index(index_copy).chunks)
+    assert chunks > 2
+    members = np.load(build / "chunk_sentences.npy")
+    members[-1] = 10_000
+    np.save(build / "chunk_sentences.npy", members)
+    restamp(build)
+
+    with pytest.raises(IndexDamagedError) as caught:
+        load_index(index_copy)
+
+    assert f"chunk {chunks - 1} lists sentence 10000" in caught.value.message
 
 
 def counting_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
