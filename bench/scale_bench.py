@@ -38,6 +38,7 @@ import os
 import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -151,6 +152,69 @@ def whole_index(chunks: int, questions: list[str], work: Path) -> dict[str, Any]
         "embedded_texts_per_chunk": round(manifest.embedded / manifest.chunk_count, 3),
         "disk_bytes_per_chunk": round(disk / manifest.chunk_count),
         **served,
+    }
+
+
+def _load_once(index_dir: str, verify: bool) -> None:
+    """In a fresh process (whichever tree is on PYTHONPATH): one load_index, as JSON."""
+    gc.collect()
+    tokenize("预热 jieba")
+    before = memory()
+    started = time.perf_counter()
+    kwargs = {"verify": True} if verify else {}
+    index = load_index(Path(index_dir), **kwargs)
+    seconds = time.perf_counter() - started
+    gc.collect()
+    loaded = memory()
+    n = len(index.chunks)
+    per_chunk = {k: round((loaded[k] - before[k]) / n) for k in before}
+    print(json.dumps({"chunks": n, "load_seconds": round(seconds, 3), "rss_per_chunk": per_chunk}))
+
+
+def evict(build: Path) -> None:
+    """Drop the build's files from the page cache (theirs only), as after a reboot."""
+    for path in build.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def load_part(index_dir: Path, before_tree: Path | None, rounds: int, cold: bool) -> dict[str, Any]:
+    """Load times and RAM side by side, each load in a fresh process, the variants alternated:
+    ``before`` (another checkout, e.g. main), every file hashed (``verify=True``, as on the
+    first load of a copied index), and the stat-checked load that follows a verified one.
+    ``cold``: the build's files are evicted from the page cache before each load."""
+    variants = {"hash_all": (REPO, True), "stat_checked": (REPO, False)}
+    if before_tree is not None:
+        variants = {"before": (before_tree, False), **variants}
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (tree, verify) in variants.items():
+            command = [sys.executable, __file__, "--load-once", str(index_dir)]
+            if cold:
+                evict(current_path(index_dir).resolve())
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            done = subprocess.run(
+                command + (["--verify"] if verify else []),
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            samples[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {
+        name: {
+            "load_seconds_median": statistics.median(s["load_seconds"] for s in runs),
+            "load_seconds": [s["load_seconds"] for s in runs],
+            "anon_bytes_per_chunk_median": statistics.median(
+                s["rss_per_chunk"]["anon"] for s in runs
+            ),
+            "chunks": runs[0]["chunks"],
+        }
+        for name, runs in samples.items()
     }
 
 
@@ -301,7 +365,25 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="e5 query vectors for recall")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale.json")
+    parser.add_argument("--load-index", type=Path, help="only time loading this index folder")
+    parser.add_argument("--before-tree", type=Path, help="with --load-index: also this checkout")
+    parser.add_argument("--rounds", type=int, default=3, help="with --load-index")
+    parser.add_argument("--cold", action="store_true", help="with --load-index: evict first")
+    parser.add_argument("--load-once", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--verify", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load_once:
+        _load_once(str(args.load_once), args.verify)
+        return
+    if args.load_index:
+        report = {"git": git_state(), "cpus": os.cpu_count(), "load": [load()]}
+        report["cold_page_cache"] = args.cold
+        report["load_index"] = load_part(args.load_index, args.before_tree, args.rounds, args.cold)
+        report["load"].append(load())
+        print(json.dumps(report["load_index"], indent=1))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+        return
     started = time.perf_counter()
     questions = read_questions(QUESTION_FILES)
     report: dict[str, Any] = {"git": git_state(), "cpus": os.cpu_count(), "load": [load()]}
