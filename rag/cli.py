@@ -40,9 +40,26 @@ def cmd_index(args: argparse.Namespace) -> int:
     from rag.index import build_index
 
     settings = _settings(args)
-    manifest = build_index(
-        index_config(settings), load_embedder(settings.embedder), progress=_progress(args)
-    )
+    if args.ray is not None:
+        from rag.distributed.cluster import connected
+        from rag.distributed.embedder import RayEmbedder
+
+        with (
+            connected(args.ray, args.ray_workers) as workers,
+            RayEmbedder(settings.embedder, workers, device=settings.device) as embedder,
+        ):
+            manifest = build_index(
+                index_config(settings),
+                embedder,
+                progress=_progress(args),
+                embed_batch=embedder.call_batch,
+            )
+    else:
+        manifest = build_index(
+            index_config(settings),
+            load_embedder(settings.embedder, settings.device),
+            progress=_progress(args),
+        )
     if args.json:
         print(manifest.model_dump_json(indent=2))
         return 0
@@ -132,12 +149,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     if bool(args.question) == bool(args.batch):
         raise InvalidInputError("give either a QUESTION or --batch FILE.jsonl")
+    if args.ray is not None and not args.batch:
+        raise InvalidInputError("--ray answers a --batch FILE.jsonl")
     if args.question:
         check_text(args.question)  # before the index loads: undecodable bytes in the shell
-    answerer = _answerer(args)
-    mode = args.mode or answerer.default_mode
-    if args.question:
-        answer = answerer.answer(args.question, mode)
+        answerer = _answerer(args)
+        answer = answerer.answer(args.question, args.mode or answerer.default_mode)
         if args.json:
             print(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
             return 0
@@ -154,9 +171,25 @@ def cmd_ask(args: argparse.Namespace) -> int:
     items, errors = read_items(args.batch)
     for message in errors:
         print(message, file=sys.stderr)
-    report = run_batch(
-        items, lambda q: answerer.answer(q, mode), args.out, progress=_progress(args)
-    )
+    if args.ray is not None:
+        from rag.distributed.batch import run_batch_on_ray
+        from rag.distributed.cluster import connected
+
+        with connected(args.ray, args.ray_workers) as workers:
+            report = run_batch_on_ray(
+                items,
+                _settings(args),
+                args.mode,
+                args.out,
+                workers=workers,
+                progress=_progress(args),
+            )
+    else:
+        answerer = _answerer(args)
+        mode = args.mode or answerer.default_mode
+        report = run_batch(
+            items, lambda q: answerer.answer(q, mode), args.out, progress=_progress(args)
+        )
     for message in report.errors:
         print(message, file=sys.stderr)
     print(
@@ -251,9 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--embedder", help="'e5' or 'st:<model name or path>'")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    def ray_options(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument(
+            "--ray",
+            nargs="?",
+            const="local",
+            metavar="ADDRESS",
+            help=f"{what} on a Ray cluster: 'auto', 'ray://head:10001', or none for a local one",
+        )
+        p.add_argument("--ray-workers", type=int, help="Ray workers (default: cluster CPUs)")
+
     p = sub.add_parser("index", help="build or update the index")
     common(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    ray_options(p, "embed")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="retrieve passages for a question")
@@ -286,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="with --batch: append answers here (resumable)")
     p.add_argument("--mode", choices=["auto", "extractive", "llm"], help="answer mode")
     p.add_argument("--json", action="store_true", help="print the answer object as JSON")
+    ray_options(p, "answer --batch")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("serve", help="serve the HTTP API and web page")

@@ -39,6 +39,6 @@ def load_engine(
     progress: bool = False,
 ) -> Engine:
     """Load (building if needed) the index for ``settings``; pass ``embedder`` to share one."""
-    embedder = embedder or load_embedder(settings.embedder)
+    embedder = embedder or load_embedder(settings.embedder, settings.device)
     index = open_index(index_config(settings), embedder, rebuild=rebuild, progress=progress)
     return Engine(settings, embedder, index, Retriever(index, embedder))

@@ -152,7 +152,11 @@ def sentence_table(
 
 
 def embed_texts(
-    texts: Sequence[str], embedder: Embedder, reuse: dict[str, np.ndarray], progress: bool
+    texts: Sequence[str],
+    embedder: Embedder,
+    reuse: dict[str, np.ndarray],
+    progress: bool,
+    batch_size: int = EMBED_BATCH,
 ) -> tuple[np.ndarray, list[str], int]:
     """Passage vectors for ``texts``, embedding only those missing from ``reuse``.
 
@@ -162,7 +166,7 @@ def embed_texts(
     todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in reuse}.items())
     fresh: dict[str, np.ndarray] = {}
     with tqdm(total=len(todo), desc="embedding", unit="text", disable=not progress) as bar:
-        for batch in _batches(todo, EMBED_BATCH):
+        for batch in _batches(todo, batch_size):
             vectors = embedder.embed_passages([t for _, t in batch])
             fresh.update((k, v) for (k, _), v in zip(batch, vectors, strict=True))
             bar.update(len(batch))
@@ -207,9 +211,17 @@ def _publish(index_dir: Path, build_name: str) -> None:
 
 
 def build_index(
-    config: IndexConfig, embedder: Embedder, *, progress: bool = False, corpus: Corpus | None = None
+    config: IndexConfig,
+    embedder: Embedder,
+    *,
+    progress: bool = False,
+    corpus: Corpus | None = None,
+    embed_batch: int = EMBED_BATCH,
 ) -> Manifest:
-    """Chunk, embed and index the corpus, then atomically publish the result."""
+    """Chunk, embed and index the corpus, then atomically publish the result.
+
+    ``embed_batch`` is how many texts go to one ``embed_passages`` call; an embedder that
+    spreads a call over many workers wants it large."""
     started = time.perf_counter()
     corpus = corpus or load_corpus(config.corpus_dir)
     for skipped in corpus.skipped:
@@ -224,7 +236,7 @@ def build_index(
     texts = [passage_text(c) for c in chunks] + [
         doc_texts[s.doc][s.start : s.end] for s in sentences
     ]
-    all_vectors, keys, embedded = embed_texts(texts, embedder, reuse, progress)
+    all_vectors, keys, embedded = embed_texts(texts, embedder, reuse, progress, embed_batch)
     vectors = all_vectors[: len(chunks)]
 
     name = time.strftime("%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:8]}"
