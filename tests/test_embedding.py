@@ -163,3 +163,21 @@ def test_st_missing_model_fails_fast_offline(
 def test_an_unknown_embedder_spec_is_refused(spec: str) -> None:
     with pytest.raises(EmbedderError, match="unknown embedder"):
         load_embedder(spec)
+
+
+@pytest.mark.slow
+def test_st_is_placed_on_the_device_asked_for(
+    st_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RAG_DEVICE reaches SentenceTransformer: a device torch does not know is refused in one
+    line (a GPU cannot be assumed here, so the working case is the CPU)."""
+    pytest.importorskip("sentence_transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    on_cpu = load_embedder(f"st:{st_model_path}", device="cpu")
+    with pytest.raises(EmbedderError, match="no-such-device") as caught:
+        load_embedder(f"st:{st_model_path}", device="no-such-device")
+
+    assert isinstance(on_cpu, SentenceTransformerEmbedder)
+    assert on_cpu._model.device.type == "cpu"
+    assert "\n" not in caught.value.message

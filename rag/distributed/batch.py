@@ -90,7 +90,9 @@ def run_batch_on_ray(
         }
     )
     prepare_index(settings, progress=progress)
-    with WorkerPool(AnswerWorker, (settings, mode), min(workers, len(todo))) as pool:
+    gpus = 1 if settings.device.startswith("cuda") else 0  # a GPU embedder: one GPU each
+    workers = min(workers, len(todo))
+    with WorkerPool(AnswerWorker, (settings, mode), workers, num_gpus=gpus) as pool:
         pool.start()
         results = pool.map(
             "answer", todo, progress=progress, desc="answering", unit="q", total=len(todo)
