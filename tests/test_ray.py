@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from rag.settings import BUNDLED_CORPUS, Settings
 ray = pytest.importorskip("ray")
 
 from rag.distributed.batch import run_batch_on_ray  # noqa: E402
-from rag.distributed.cluster import LOCAL, connect, shutdown  # noqa: E402
+from rag.distributed.cluster import LOCAL, ClusterError, connect, shutdown  # noqa: E402
 from rag.distributed.embedder import RayEmbedder  # noqa: E402
 from rag.distributed.pool import Failure, WorkerPool  # noqa: E402
 
@@ -127,13 +128,15 @@ def test_a_worker_that_cannot_load_its_embedder_fails_the_build_with_its_message
 
 def test_pool_keeps_input_order_and_turns_a_failed_call_into_a_failure(ray_address: str) -> None:
     class Halver:
-        """Halves even numbers, refuses odd ones. Made here, it is shipped to the workers by
-        value (the tests folder need not be importable there)."""
+        """Halves even numbers (8 slowly), refuses odd ones. Made here, it is shipped to the
+        workers by value (the tests folder need not be importable there)."""
 
         def ready(self) -> str:
             return "ok"
 
         def halve(self, n: int) -> int:
+            if n == 8:
+                time.sleep(1)  # the first item finishes last: the others wait for it
             if n % 2:
                 raise ValueError(f"{n} is odd")
             return n // 2
@@ -144,6 +147,13 @@ def test_pool_keeps_input_order_and_turns_a_failed_call_into_a_failure(ray_addre
 
     assert results[0] == 4 and results[2:] == [2, 5, 3, 1, 6]
     assert results[1] == Failure("ValueError: 3 is odd")
+
+
+def test_more_workers_than_the_cluster_can_place_is_refused_not_a_hang(ray_address: str) -> None:
+    with pytest.raises(ClusterError, match="3 Ray workers need 3 CPUs; the cluster has 2"):
+        RayEmbedder("e5", workers=3)
+    with pytest.raises(ClusterError, match="need 1 GPUs; the cluster has 0"):
+        RayEmbedder("e5", workers=1, device="cuda")
 
 
 # --- batch answering ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ for that item and the run goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,14 @@ class WorkerPool:
         if workers < 1:
             raise ClusterError("the number of Ray workers must be at least 1")
         ray = import_ray()
+        # Workers the cluster can never place would wait forever: refuse them now.
+        has = ray.cluster_resources()
+        for name, each in (("CPU", num_cpus), ("GPU", num_gpus)):
+            if each and workers * each > has.get(name, 0):
+                raise ClusterError(
+                    f"{workers} Ray workers need {workers * each:g} {name}s; "
+                    f"the cluster has {has.get(name, 0):g}"
+                )
         # One restart: a worker lost mid-run comes back (and reloads) for the items after.
         remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=1)(worker_class)
         self._ray = ray
@@ -79,21 +87,27 @@ class WorkerPool:
         desc: str = "working",
         unit: str = "item",
         total: int | None = None,
-        size: Callable[[Any], int] = lambda _: 1,
     ) -> Iterator[Any | Failure]:
-        """``actor.<method>(item)`` for every item, spread over the workers, in input order."""
+        """``actor.<method>(item)`` for every item, spread over the workers, in input order.
+
+        Results wait for one slow item ahead of them only up to a bound (then the workers
+        pause), so memory stays flat and an interrupted run loses little."""
         ray = self._ray
         source = iter(enumerate(items))
-        running: dict[Any, tuple[int, Any, int]] = {}  # call -> (position, actor, size)
+        running: dict[Any, tuple[int, Any]] = {}  # call -> (position, actor)
         done: dict[int, Any] = {}
+        idle: list[Any] = []
         next_out = 0
+        most_ahead = 8 * self._depth * len(self.actors)
 
         def feed(actor: Any) -> None:
+            if len(done) >= most_ahead:
+                idle.append(actor)
+                return
             item = next(source, None)
             if item is not None:
                 position, value = item
-                call = getattr(actor, method).remote(value)
-                running[call] = (position, actor, size(value))
+                running[getattr(actor, method).remote(value)] = (position, actor)
 
         for _ in range(self._depth):
             for actor in self.actors:
@@ -101,16 +115,18 @@ class WorkerPool:
         with tqdm(total=total, desc=desc, unit=unit, disable=not progress) as bar:
             while running:
                 [call], _ = ray.wait(list(running), num_returns=1)
-                position, actor, count = running.pop(call)
+                position, actor = running.pop(call)
                 try:
                     done[position] = ray.get(call)
                 except ray.exceptions.RayError as exc:
                     done[position] = Failure(_message(exc))
-                bar.update(count)
+                bar.update(1)
                 feed(actor)
                 while next_out in done:
                     yield done.pop(next_out)
                     next_out += 1
+                while idle and len(done) < most_ahead:
+                    feed(idle.pop())
 
     def close(self) -> None:
         """Stop the workers (their CPUs go back to the cluster)."""
