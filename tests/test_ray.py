@@ -328,8 +328,12 @@ def test_rag_index_ray_joins_a_cluster_and_writes_the_local_index(
 def test_bad_ray_options_are_one_line_errors(run_rag: Run, tmp_path: Path) -> None:
     workers = run_rag("index", "--index-dir", tmp_path, "--ray", "--ray-workers", "0")
     question = run_rag("ask", "--index-dir", tmp_path, "--ray", "local", "什么?")
+    nobody = run_rag("index", "--index-dir", tmp_path, "--ray", "127.0.0.1:1", timeout=60)
 
     assert workers.returncode == 2
     assert workers.stderr.strip() == "rag: error: --ray-workers must be at least 1"
     assert question.returncode == 2
     assert question.stderr.strip() == "rag: error: --ray answers a --batch FILE.jsonl"
+    assert nobody.returncode == 2
+    assert nobody.stderr.startswith("rag: error: cannot reach the Ray cluster at '127.0.0.1:1'")
+    assert len(nobody.stderr.strip().splitlines()) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,6 +63,7 @@ def connect(address: str | None = LOCAL, *, num_cpus: int | None = None) -> int:
                 **options,
             )
         else:
+            _check_reachable(address)
             package = str(Path(__file__).resolve().parents[1])
             ray.init(address=address, runtime_env={"py_modules": [package]}, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -70,6 +72,17 @@ def connect(address: str | None = LOCAL, *, num_cpus: int | None = None) -> int:
     cpus = int(ray.cluster_resources().get("CPU", 1))
     log.info("ray connected", extra={"address": address or LOCAL, "cpus": cpus})
     return cpus
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds on a ``host:port`` nobody listens on (Ray itself retries for minutes)."""
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return  # 'auto' and other forms: Ray resolves them and fails fast itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {exc}") from exc
 
 
 def shutdown() -> None:
