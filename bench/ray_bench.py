@@ -1,7 +1,9 @@
 """``rag index --ray``: an index build on 2 Ray workers against 1, side by side in one run.
 
-Usage: python bench/ray_bench.py [--rounds 3] [--corpus DIR] [--out bench/results/ray.json]
+Usage: python bench/ray_bench.py [--rounds 3] [--paragraphs 40 | --corpus DIR] [--out FILE]
 
+The corpus: ``--paragraphs`` paragraphs of the shared CMRC 2018 set (real Chinese articles, a
+fixed sample), or the bundled articles when that data is not there, or ``--corpus DIR``.
 One local Ray cluster with 2 CPUs. Each round builds the corpus into a fresh folder (nothing to
 reuse) once with 1 worker and once with 2, alternating which goes first. "total" is what the
 command pays: starting the workers (each loads e5) plus ``build_index``; "build" is
@@ -27,6 +29,7 @@ from typing import Any
 
 import psutil
 
+from rag.answering.qa_sets import DEFAULT_DATA_DIR, read_squad, sample, write_corpus
 from rag.distributed.cluster import LOCAL, connect, shutdown
 from rag.distributed.embedder import RayEmbedder
 from rag.index import IndexConfig, build_index
@@ -90,9 +93,19 @@ def one_build(corpus: Path, workers: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--corpus", type=Path, default=BUNDLED_CORPUS)
+    parser.add_argument("--paragraphs", type=int, default=40)
+    parser.add_argument("--corpus", type=Path, help="a folder of articles instead")
     parser.add_argument("--out", type=Path, default=Path("bench/results/ray.json"))
     args = parser.parse_args()
+    cmrc = DEFAULT_DATA_DIR / "cmrc2018_trial.json"
+    scratch = tempfile.TemporaryDirectory()
+    name = str(args.corpus)
+    if args.corpus is None and cmrc.is_file():
+        args.corpus = Path(scratch.name) / "cmrc"
+        write_corpus(sample(read_squad(cmrc), args.paragraphs), args.corpus)
+        name = f"CMRC 2018 trial, {args.paragraphs} paragraphs (qa_sets.sample, fixed seed)"
+    elif args.corpus is None:
+        args.corpus, name = BUNDLED_CORPUS, "the bundled articles"
 
     connect(LOCAL, num_cpus=CPUS)
     runs: list[dict[str, Any]] = []
@@ -106,6 +119,7 @@ def main() -> None:
                 print(json.dumps(runs[-1]))
     finally:
         shutdown()
+        scratch.cleanup()
 
     def median(workers: int, key: str) -> float:
         return statistics.median(r[key] for r in runs if r["workers"] == workers)
@@ -119,7 +133,7 @@ def main() -> None:
     }
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "corpus": str(args.corpus),
+        "corpus": name,
         "texts_embedded": runs[0]["embedded"],
         "rounds": args.rounds,
         "median": summary,
