@@ -19,6 +19,7 @@ from rag.settings import Settings
 
 if TYPE_CHECKING:
     from rag.answer import Answerer
+    from rag.batch import BatchReport
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -149,12 +150,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     if bool(args.question) == bool(args.batch):
         raise InvalidInputError("give either a QUESTION or --batch FILE.jsonl")
-    if args.ray is not None and not args.batch:
-        raise InvalidInputError("--ray answers a --batch FILE.jsonl")
     if args.question:
         check_text(args.question)  # before the index loads: undecodable bytes in the shell
-        answerer = _answerer(args)
-        answer = answerer.answer(args.question, args.mode or answerer.default_mode)
+    if args.ray is not None:
+        return _ask_on_ray(args)
+    answerer = _answerer(args)
+    mode = args.mode or answerer.default_mode
+    if args.question:
+        answer = answerer.answer(args.question, mode)
         if args.json:
             print(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
             return 0
@@ -171,25 +174,32 @@ def cmd_ask(args: argparse.Namespace) -> int:
     items, errors = read_items(args.batch)
     for message in errors:
         print(message, file=sys.stderr)
-    if args.ray is not None:
-        from rag.distributed.batch import run_batch_on_ray
-        from rag.distributed.cluster import connected
+    report = run_batch(
+        items, lambda q: answerer.answer(q, mode), args.out, progress=_progress(args)
+    )
+    return _batch_summary(errors, report)
 
-        with connected(args.ray, args.ray_workers) as workers:
-            report = run_batch_on_ray(
-                items,
-                _settings(args),
-                args.mode,
-                args.out,
-                workers=workers,
-                progress=_progress(args),
-            )
-    else:
-        answerer = _answerer(args)
-        mode = args.mode or answerer.default_mode
-        report = run_batch(
-            items, lambda q: answerer.answer(q, mode), args.out, progress=_progress(args)
+
+def _ask_on_ray(args: argparse.Namespace) -> int:
+    """``rag ask --batch --ray``: the same input, output and summary, answered on a cluster."""
+    from rag.batch import read_items
+    from rag.distributed.batch import run_batch_on_ray
+    from rag.distributed.cluster import connected
+
+    if not args.batch:
+        raise InvalidInputError("--ray answers a --batch FILE.jsonl")
+    items, errors = read_items(args.batch)
+    for message in errors:
+        print(message, file=sys.stderr)
+    with connected(args.ray, args.ray_workers) as workers:
+        report = run_batch_on_ray(
+            items, _settings(args), args.mode, args.out, workers=workers, progress=_progress(args)
         )
+    return _batch_summary(errors, report)
+
+
+def _batch_summary(errors: list[str], report: BatchReport) -> int:
+    """Failed items and the counts on stderr; non-zero when any line or item failed."""
     for message in report.errors:
         print(message, file=sys.stderr)
     print(
