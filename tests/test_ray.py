@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -337,3 +338,15 @@ def test_bad_ray_options_are_one_line_errors(run_rag: Run, tmp_path: Path) -> No
     assert nobody.returncode == 2
     assert nobody.stderr.startswith("rag: error: cannot reach the Ray cluster at '127.0.0.1:1'")
     assert len(nobody.stderr.strip().splitlines()) == 1
+
+
+def test_without_ray_installed_the_flag_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from rag.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what a base install without the extra sees
+
+    assert main(["index", "-q", "--index-dir", str(tmp_path), "--ray"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message == "rag: error: --ray needs the 'ray' extra: pip install 'qianwen-rag[ray]'"
