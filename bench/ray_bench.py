@@ -12,7 +12,9 @@ command pays: starting the workers (each loads e5) plus ``build_index``; "build"
 The machine's cores are shared with other jobs, so every round also records how much of the
 cores was free for us: system busy time from /proc/stat minus the CPU time of this process tree
 (driver, Ray's daemons, the workers), over the round's wall time. The 1-minute load average at
-the start of each round is kept too.
+the start of each round is kept too, and so are the CPU seconds the build cost us and the cores
+it got (CPU seconds over wall time): equal CPU seconds for 1 and 2 workers mean the second
+worker adds no work, so the speedup is bounded only by the cores free.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def one_build(corpus: Path, workers: int) -> dict[str, Any]:
         "start_s": round(ready - started, 3),
         "embedded": manifest.embedded,
         "our_cpu_s": round(ours, 2),
+        "cores_used": round(ours / wall, 3),
         "free_core_fraction": round(max(0.0, 1 - others / CPUS), 3),
         "load1_at_start": round(load, 2),
     }
@@ -127,7 +130,15 @@ def main() -> None:
     summary = {
         workers: {
             key: median(workers, key)
-            for key in ("total_s", "build_s", "start_s", "free_core_fraction", "load1_at_start")
+            for key in (
+                "total_s",
+                "build_s",
+                "start_s",
+                "our_cpu_s",
+                "cores_used",
+                "free_core_fraction",
+                "load1_at_start",
+            )
         }
         for workers in (1, 2)
     }
@@ -146,11 +157,12 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
     print(f"\n{result['texts_embedded']} texts, median of {args.rounds} rounds")
-    print("| workers | total s | build s | start s | free cores | load1 |")
-    print("|---|---|---|---|---|---|")
+    print("| workers | total s | build s | start s | CPU s | cores used | free cores | load1 |")
+    print("|---|---|---|---|---|---|---|---|")
     for workers, row in summary.items():
         print(
             f"| {workers} | {row['total_s']:.2f} | {row['build_s']:.2f} | {row['start_s']:.2f} "
+            f"| {row['our_cpu_s']:.1f} | {row['cores_used']:.2f} "
             f"| {row['free_core_fraction']:.2f} | {row['load1_at_start']:.2f} |"
         )
     print(
