@@ -41,6 +41,16 @@ CPUS = 2
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def autogroup() -> bool:
+    """Whether the kernel shares CPU between sessions first (``sched_autogroup``): then every
+    process of this run, Ray's workers included, shares one session's slice of the cores, and
+    a second worker gains nothing while other sessions keep the cores busy."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def system_busy() -> float:
     """CPU seconds all cores have spent busy since boot (idle and iowait excluded)."""
     with open("/proc/stat", encoding="ascii") as fh:
@@ -143,7 +153,11 @@ def main() -> None:
         for workers in (1, 2)
     }
     result = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "sched_autogroup": autogroup(),
+        },
         "corpus": name,
         "texts_embedded": runs[0]["embedded"],
         "rounds": args.rounds,
