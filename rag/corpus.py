@@ -1,10 +1,14 @@
-"""Load the article folder: decode each file, find its title and metadata, and mark debris.
+"""Load the article folder: read each file, find its title and metadata, and mark debris.
 
+Each file becomes text through its format's reader (:mod:`rag.readers`: plain text in any of
+the usual Chinese encodings, Markdown, HTML, PDF, Word); files that cannot be used, links out
+of the folder, undecodable names and oversized files are listed as skipped with the reason.
 Scraped news pages carry navigation, share buttons, bylines and copyright footers around the
 article. They are recognised line by line with general rules (no per-site lists) and left out
-of :attr:`Document.body`; the text itself is kept byte-for-byte so offsets stay valid. Bylines,
-datelines and front matter in the header, and bylines and copyright lines closing the article,
-are read into :attr:`Document.meta` by :mod:`rag.metadata`.
+of :attr:`Document.body`; the text itself is kept as read (plain text as decoded, unchanged)
+so offsets stay valid. Bylines, datelines and reader-made header lines at the top, and bylines
+and copyright lines closing the article, are read into :attr:`Document.meta` by
+:mod:`rag.metadata`.
 """
 
 from __future__ import annotations
@@ -21,20 +25,20 @@ from typing import NamedTuple
 from rag.errors import CorpusError
 from rag.metadata import (
     SENTENCE_PUNCT,
-    FrontMatter,
     MetaField,
     find_date,
     is_byline,
     is_dateline,
     read_copyright,
-    read_front_matter,
     read_line,
     title_field,
 )
+from rag.readers import SUFFIXES, Unreadable, extract
 from rag.sentences import strip_span
 
-ARTICLE_SUFFIXES = (".txt", ".md")
+ARTICLE_SUFFIXES = SUFFIXES
 TITLE_MAX_CHARS = 64
+DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
 
 _INVISIBLE = "\ufeff\u200b"  # a BOM or zero-width space is never content on its own
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -44,8 +48,10 @@ _STATEMENT_END = ("。", "；", ";", "…", ".", "，", ",", "：", ":")
 
 @dataclass(frozen=True)
 class Document:
-    """One article; ``body`` spans and ``meta`` offsets index into ``text``, the decoded file
-    left untouched. ``title`` and ``date`` (ISO) repeat the first title and date in ``meta``."""
+    """One article; ``body`` spans and ``meta`` offsets index into ``text``, the text a reader
+    is shown: the decoded file left untouched for plain text, the extracted text for other
+    formats (see :mod:`rag.readers`). ``title`` and ``date`` (ISO) repeat the first title and
+    date in ``meta``; ``pages`` holds the offset where each page starts (PDF)."""
 
     id: str
     path: Path
@@ -55,14 +61,33 @@ class Document:
     body: tuple[tuple[int, int], ...]
     sha256: str
     meta: tuple[MetaField, ...] = ()
+    format: str = "text"
+    encoding: str | None = "utf-8"
+    pages: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file that looked like an article but could not be used, and why."""
+    """A file that looked like an article but could not be used, and why. ``path`` is safe to
+    print and to write as UTF-8: bytes of a name that are not UTF-8 appear as ``\\xNN``."""
 
     path: Path
     reason: str
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How files are read: a fixed encoding for text files (None: detect), a size limit."""
+
+    encoding: str | None = None
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    @classmethod
+    def from_settings(cls) -> ReadOptions:
+        from rag.settings import get_settings  # read when loading, never at import time
+
+        settings = get_settings()
+        return cls(settings.corpus_encoding, settings.max_file_bytes)
 
 
 @dataclass(frozen=True)
@@ -71,10 +96,11 @@ class Corpus:
     skipped: tuple[Skipped, ...]
 
     def fingerprint(self) -> str:
-        """Changes whenever any article's bytes, name, or the set of articles changes."""
+        """Changes whenever any article's bytes, name, encoding read, or the set of articles
+        changes."""
         digest = hashlib.sha256()
-        for doc_id, sha in sorted((d.id, d.sha256) for d in self.documents):
-            digest.update(f"{doc_id}\0{sha}\n".encode())
+        for doc_id, sha, encoding in sorted((d.id, d.sha256, d.encoding) for d in self.documents):
+            digest.update(f"{doc_id}\0{sha}\0{encoding or ''}\n".encode())
         return digest.hexdigest()
 
 
@@ -82,39 +108,55 @@ class _Unusable(Exception):
     """Why one file cannot be an article; becomes a CorpusError or a Skipped entry."""
 
 
-def load_document(path: Path) -> Document:
+def load_document(path: Path, options: ReadOptions | None = None) -> Document:
     """Read one article; raises :class:`CorpusError` naming the file if it is unusable."""
+    options = options or ReadOptions.from_settings()
     try:
-        return _parse(path, path.name, _read(path))
+        return _parse(path, path.name, _read(path, options.max_bytes), options)
     except _Unusable as exc:
-        raise CorpusError(f"{path}: {exc}") from None
+        raise CorpusError(f"{printable(path)}: {exc}") from None
 
 
-def load_corpus(directory: Path) -> Corpus:
-    """Every ``.txt``/``.md`` article under ``directory``, searched recursively.
+def load_corpus(directory: Path, options: ReadOptions | None = None) -> Corpus:
+    """Every article (``.txt .md .html .htm .pdf .docx``) under ``directory``, searched
+    recursively.
 
     A document's id is its path relative to ``directory`` in POSIX form, which is the bare file
     name for a flat folder. Hidden files and folders are ignored; unusable files are listed in
-    ``skipped`` with the reason. Raises :class:`CorpusError` if nothing usable remains.
+    ``skipped`` with the reason: among them symbolic links leading outside ``directory``,
+    names that are not UTF-8, empty files and files over ``options.max_bytes``. Raises
+    :class:`CorpusError` if nothing usable remains.
     """
     if not directory.exists():
-        raise CorpusError(f"corpus folder not found: {directory}")
+        raise CorpusError(f"corpus folder not found: {printable(directory)}")
     if not directory.is_dir():
-        raise CorpusError(f"corpus path is not a folder: {directory}")
+        raise CorpusError(f"corpus path is not a folder: {printable(directory)}")
+    if printable(directory) != str(directory):
+        raise CorpusError(f"corpus folder name is not valid UTF-8: {printable(directory)}")
+    options = options or ReadOptions.from_settings()
+    root = directory.resolve()
     documents: list[Document] = []
     skipped: list[Skipped] = []
     for path in _candidates(directory):
+        doc_id = path.relative_to(directory).as_posix()
         try:
-            documents.append(_parse(path, path.relative_to(directory).as_posix(), _read(path)))
+            _check_place(path, doc_id, root)
+            documents.append(_parse(path, doc_id, _read(path, options.max_bytes), options))
         except _Unusable as exc:
-            skipped.append(Skipped(path, str(exc)))
+            skipped.append(Skipped(Path(printable(path)), str(exc)))
     if not documents:
         detail = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped)
         raise CorpusError(
-            f"no usable .txt/.md article in {directory}" + (f" ({detail})" if detail else "")
+            f"no usable .txt/.md article or .html/.pdf/.docx document in {printable(directory)}"
+            + (f" ({detail})" if detail else "")
         )
     documents.sort(key=lambda d: d.id)
     return Corpus(tuple(documents), tuple(skipped))
+
+
+def printable(path: Path | str) -> str:
+    """``path`` as text that can always be encoded: undecodable name bytes become ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _candidates(directory: Path) -> Iterator[Path]:
@@ -127,32 +169,54 @@ def _candidates(directory: Path) -> Iterator[Path]:
                 yield Path(root, name)
 
 
-def _read(path: Path) -> bytes:
+def _check_place(path: Path, doc_id: str, root: Path) -> None:
+    """Refuse an id that cannot be written as UTF-8 and a link that leads out of the folder:
+    ``ln -s /etc/passwd corpus/passwd.txt`` must not publish the password file."""
     try:
-        mode = path.stat().st_mode
-        if stat.S_ISDIR(mode):
+        doc_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Unusable("file name is not valid UTF-8; rename the file") from None
+    if path.is_symlink() and not path.resolve().is_relative_to(root):
+        raise _Unusable("is a symbolic link to a file outside the corpus folder")
+
+
+def _read(path: Path, max_bytes: int) -> bytes:
+    try:
+        # The link was checked already: read what it resolved to, not the link again.
+        real = path.resolve() if path.is_symlink() else path
+        info = real.stat()
+        if stat.S_ISDIR(info.st_mode):
             raise _Unusable("is a folder, not a file")
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(info.st_mode):
             raise _Unusable("is not a regular file")
-        return path.read_bytes()
+        if info.st_size > max_bytes:
+            raise _Unusable(
+                f"is {info.st_size:,} bytes, over the limit of {max_bytes:,} (RAG_MAX_FILE_BYTES)"
+            )
+        raw = real.read_bytes()
     except PermissionError:
         raise _Unusable("permission denied") from None
     except OSError as exc:
         raise _Unusable(f"cannot be read ({exc.strerror or exc})") from None
-
-
-def _parse(path: Path, doc_id: str, raw: bytes) -> Document:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = raw[exc.start]
-        raise _Unusable(f"not valid UTF-8 (byte 0x{bad:02x} at offset {exc.start})") from None
-    if not text:
+    if len(raw) > max_bytes:  # grew since it was measured
+        raise _Unusable(f"is over the limit of {max_bytes:,} bytes (RAG_MAX_FILE_BYTES)")
+    if not raw:
         raise _Unusable("is empty")
+    return raw
+
+
+def _parse(path: Path, doc_id: str, raw: bytes, options: ReadOptions) -> Document:
+    try:
+        extracted = extract(path.name, raw, options.encoding)
+    except Unreadable as exc:
+        raise _Unusable(str(exc)) from None
+    text = extracted.text
+    if not text:
+        raise _Unusable("is empty" if extracted.format == "text" else "holds no text")
     lines = _split_lines(text)
     if all(line.blank for line in lines):
         raise _Unusable("holds only whitespace")
-    layout = _lay_out(text, lines, markdown=path.suffix.lower() == ".md")
+    layout = _lay_out(text, lines, extracted.fields)
     if not layout.body:
         raise _Unusable("has no article text besides its title, navigation and bylines")
     return Document(
@@ -164,6 +228,9 @@ def _parse(path: Path, doc_id: str, raw: bytes) -> Document:
         body=layout.body,
         sha256=hashlib.sha256(raw).hexdigest(),
         meta=layout.meta,
+        format=extracted.format,
+        encoding=extracted.encoding,
+        pages=extracted.pages,
     )
 
 
@@ -195,27 +262,33 @@ def _split_lines(text: str) -> list[_Line]:
     return lines
 
 
-def _lay_out(text: str, lines: list[_Line], *, markdown: bool) -> _Layout:
-    """Classify lines into title, debris and content, then group content into body spans."""
+def _lay_out(text: str, lines: list[_Line], given: tuple[MetaField, ...] = ()) -> _Layout:
+    """Classify lines into title, debris and content, then group content into body spans.
+
+    ``given`` are fields a reader located (a header block, a front-matter title, a heading):
+    their lines are metadata, not article text."""
     debris = [not line.blank and is_debris(line.text) for line in lines]
-    spans = [(line.start, line.end) for line in lines]
-    front = read_front_matter(text, spans) if markdown else FrontMatter(0, ())
-    debris[: front.lines] = [True] * front.lines
+    taken = {i for i, line in enumerate(lines) for f in given if _holds(line, f)}
+    for i in taken:
+        debris[i] = True
     _cut_trailer(text, lines, debris)
 
-    meta = list(front.fields)
-    # A title given in front matter leaves every line of the text where it is.
+    meta = list(given)
     has_title = any(field.name == "title" for field in meta)
-    title_at = -1 if has_title else _find_title(lines, debris, markdown)
+    title_at = -1 if has_title else _find_title(lines, debris)
     if title_at >= 0:
         debris[title_at] = True
         meta.append(title_field(text, lines[title_at].start, lines[title_at].end))
-    meta += _header_fields(text, lines, debris, skip={title_at, *range(front.lines)})
+    meta += _header_fields(text, lines, debris, skip={title_at, *taken})
     meta.sort(key=lambda field: field.start)
 
     title = next((f.value for f in meta if f.name == "title"), None)
     dates = (find_date(f.value) for f in meta if f.name == "date")
     return _Layout(title, next(filter(None, dates), None), _body_spans(lines, debris), tuple(meta))
+
+
+def _holds(line: _Line, field: MetaField) -> bool:
+    return not line.blank and field.line_start <= line.start and line.end <= field.line_end
 
 
 def _header_fields(
@@ -256,14 +329,10 @@ def _body_spans(lines: list[_Line], debris: list[bool]) -> tuple[tuple[int, int]
     return tuple(spans)
 
 
-def _find_title(lines: list[_Line], debris: list[bool], markdown: bool) -> int:
-    """Index of the title line or -1: a leading ``# heading`` in Markdown, else the first
-    non-debris line if it is short and does not read like a sentence."""
-    top = [i for i, line in enumerate(lines) if not line.blank and not debris[i]][:10]
-    if markdown:
-        for i in top:
-            if re.match(r"#\s", lines[i].text):
-                return i
+def _find_title(lines: list[_Line], debris: list[bool]) -> int:
+    """Index of the title line or -1: the first non-debris line if it is short and does not
+    read like a sentence (a Markdown heading is found by its reader)."""
+    top = [i for i, line in enumerate(lines) if not line.blank and not debris[i]][:1]
     if top and _looks_like_title(lines[top[0]].text):
         return top[0]
     return -1

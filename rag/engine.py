@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag.embedding import Embedder, load_embedder
@@ -18,6 +19,8 @@ def index_config(settings: Settings) -> IndexConfig:
         chunk_overlap=settings.chunk_overlap,
         ann=settings.ann,
         ann_threshold=settings.ann_threshold,
+        lock_timeout=settings.index_lock_timeout,
+        on_damaged=settings.on_damaged_index,
     )
 
 
@@ -37,8 +40,11 @@ def load_engine(
     embedder: Embedder | None = None,
     rebuild: bool = True,
     progress: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> Engine:
     """Load (building if needed) the index for ``settings``; pass ``embedder`` to share one."""
     embedder = embedder or load_embedder(settings.embedder, settings.device)
-    index = open_index(index_config(settings), embedder, rebuild=rebuild, progress=progress)
+    index = open_index(
+        index_config(settings), embedder, rebuild=rebuild, progress=progress, announce=announce
+    )
     return Engine(settings, embedder, index, Retriever(index, embedder))

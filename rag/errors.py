@@ -38,6 +38,27 @@ class IndexMismatchError(RagError):
     code = "index_mismatch"
 
 
+class IndexDamagedError(RagError):
+    """An index file is truncated, altered or inconsistent with the others."""
+
+    status = 503
+    code = "index_damaged"
+
+
+class IndexBusyError(RagError):
+    """Another process kept the index folder's build lock for longer than we wait."""
+
+    status = 503
+    code = "index_busy"
+
+
+class IndexWriteError(RagError):
+    """A build cannot write its folder: read-only, not a folder, or the disk is full."""
+
+    status = 503
+    code = "index_not_writable"
+
+
 class EmbedderError(RagError):
     """The configured embedding model cannot be loaded."""
 

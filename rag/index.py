@@ -3,10 +3,14 @@
 A build is written into its own directory and published by atomically replacing the
 ``current`` symlink, so a killed build never damages the index being served. Vectors of
 unchanged chunks are reused from the previous build, keyed by the exact text embedded.
+Builds of one folder take turns under a file lock; every file's checksum goes into the
+manifest, and loading checks them and the files' consistency before anything is served.
 """
 
 from __future__ import annotations
 
+import bisect
+import errno
 import hashlib
 import json
 import logging
@@ -14,19 +18,27 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
 
+from rag.checksums import MANIFEST, build_checksums, checksum_problem
 from rag.chunking import Chunk, chunk_corpus
 from rag.corpus import Corpus, Document, load_corpus
 from rag.embedding import Embedder
-from rag.errors import IndexMismatchError, IndexMissingError
+from rag.errors import (
+    IndexDamagedError,
+    IndexMismatchError,
+    IndexMissingError,
+    IndexWriteError,
+)
+from rag.index_check import check_index, damaged, read_part
+from rag.index_lock import index_lock
 from rag.lexical import LexicalIndex
 from rag.manifest import DocumentInfo, Manifest, SkippedInfo
 from rag.metadata import MetaField
@@ -38,6 +50,11 @@ log = logging.getLogger(__name__)
 CURRENT = "current"
 BUILDS = "builds"
 EMBED_BATCH = 32
+# A build whose embedding should take longer than this is announced with an estimate first;
+# the rate is what e5-small managed on 2 CPU cores (README, "index build throughput").
+LARGE_BUILD_SECONDS = 600
+NOMINAL_TEXTS_PER_SECOND = 15.0
+PROGRESS_LOG_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -50,12 +67,29 @@ class StoredDocument:
     date: str | None
     text: str
     meta: tuple[MetaField, ...] = ()
+    format: str = "text"  # which reader made ``text`` (rag.readers)
+    encoding: str | None = None
+    pages: tuple[int, ...] = ()  # offset where each page starts (PDF)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StoredDocument:
         """A ``documents.jsonl`` row; builds made before metadata was stored have none."""
         meta = tuple(MetaField(**field) for field in row.get("meta", ()))
-        return cls(row["id"], row["title"], row["date"], row["text"], meta)
+        return cls(
+            row["id"],
+            row["title"],
+            row["date"],
+            row["text"],
+            meta,
+            row.get("format", "text"),
+            row.get("encoding"),
+            tuple(row.get("pages", ())),
+        )
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding ``offset``; None without pages or above the first."""
+        page = bisect.bisect_right(self.pages, offset)
+        return page or None
 
 
 @dataclass(frozen=True)
@@ -93,7 +127,8 @@ class SearchIndex:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """The build parameters that must match between an index and the running service."""
+    """The build parameters that must match between an index and the running service, and
+    how to treat the folder: seconds to wait for another build, what to do with damage."""
 
     corpus_dir: Path
     index_dir: Path
@@ -101,6 +136,8 @@ class IndexConfig:
     chunk_overlap: int = 1
     ann: str = "auto"
     ann_threshold: int = 50_000
+    lock_timeout: float = 600.0
+    on_damaged: Literal["rebuild", "fail"] = "rebuild"
 
 
 def passage_text(chunk: Chunk) -> str:
@@ -117,17 +154,23 @@ def current_path(index_dir: Path) -> Path:
 
 
 def _reusable_vectors(index_dir: Path, embedder: Embedder) -> dict[str, np.ndarray]:
-    """Vectors of the live build keyed by embedded text, if it used the same embedder."""
-    live = current_path(index_dir)
+    """Vectors of the live build keyed by embedded text, if it used the same embedder and
+    its vector files are intact (a damaged build must not pass wrong vectors on)."""
+    live = current_path(index_dir).resolve()
     try:
-        manifest = Manifest.read(live / "manifest.json")
+        manifest = Manifest.read(live / MANIFEST)
         if manifest.embedder != embedder.id or manifest.dim != embedder.dim:
             return {}
+        if manifest.files is not None:
+            bad = checksum_problem(live, manifest.files, only={"keys.txt", "embeddings.npy"})
+            if bad is not None:
+                log.warning("not reusing damaged vectors", extra={"file": bad[0], "why": bad[1]})
+                return {}
         keys = (live / "keys.txt").read_text(encoding="utf-8").split()
         vectors = np.load(live / "embeddings.npy")
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):
         return {}
-    if len(keys) != len(vectors):
+    if vectors.ndim != 2 or len(keys) != len(vectors) or vectors.shape[1] != embedder.dim:
         return {}
     return dict(zip(keys, vectors, strict=True))
 
@@ -164,12 +207,26 @@ def embed_texts(
     """
     keys = [_key(t) for t in texts]
     todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in reuse}.items())
+    _warn_if_large(len(todo))
     fresh: dict[str, np.ndarray] = {}
+    started = last_log = time.monotonic()
     with tqdm(total=len(todo), desc="embedding", unit="text", disable=not progress) as bar:
         for batch in _batches(todo, batch_size):
             vectors = embedder.embed_passages([t for _, t in batch])
             fresh.update((k, v) for (k, _), v in zip(batch, vectors, strict=True))
             bar.update(len(batch))
+            now = time.monotonic()
+            if now - last_log >= PROGRESS_LOG_SECONDS:  # for logs, where no bar is drawn
+                last_log = now
+                rate = len(fresh) / (now - started)
+                log.info(
+                    "embedding",
+                    extra={
+                        "done": len(fresh),
+                        "total": len(todo),
+                        "seconds_left": round((len(todo) - len(fresh)) / rate),
+                    },
+                )
     table = {**reuse, **fresh}
     matrix = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     for row, key in enumerate(keys):
@@ -177,27 +234,32 @@ def embed_texts(
     return matrix, keys, len(todo)
 
 
+def _warn_if_large(count: int) -> None:
+    """Say up front when embedding will take long, with an estimate, rather than go quiet."""
+    seconds = count / NOMINAL_TEXTS_PER_SECOND
+    if seconds < LARGE_BUILD_SECONDS:
+        return
+    hours, minutes = divmod(round(seconds / 60), 60)
+    log.warning(
+        f"large index build: {count} texts to embed, roughly {hours}h{minutes:02d}m at "
+        f"{NOMINAL_TEXTS_PER_SECOND:g} texts/s; interrupting it leaves the current index "
+        "serving, and a rebuild reuses nothing from it",
+        extra={"texts": count, "estimated_seconds": round(seconds)},
+    )
+
+
 def _clean_stale_builds(index_dir: Path, keep: set[str]) -> None:
-    """Remove finished builds other than ``keep`` and temp dirs of builds that died."""
+    """Remove everything in ``builds/`` except ``keep``, and half-swapped links.
+
+    Called under the build lock, so no other build is running: a ``.tmp-*`` folder left
+    here is from a build that died.
+    """
     builds = index_dir / BUILDS
     for child in builds.iterdir() if builds.is_dir() else []:
-        if child.name in keep:
-            continue
-        if child.name.startswith(".tmp-"):
-            pid = child.name.split("-")[1]
-            if pid.isdigit() and _alive(int(pid)):
-                continue
-        shutil.rmtree(child, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        if child.name not in keep:
+            shutil.rmtree(child, ignore_errors=True)
+    for link in index_dir.glob(".current-*"):
+        link.unlink(missing_ok=True)
 
 
 def _publish(index_dir: Path, build_name: str) -> None:
@@ -220,17 +282,76 @@ def build_index(
 ) -> Manifest:
     """Chunk, embed and index the corpus, then atomically publish the result.
 
+    Holds the folder's build lock throughout (waiting up to ``config.lock_timeout`` seconds
+    for another build) and fails before any embedding when the folder cannot be written.
     ``embed_batch`` is how many texts go to one ``embed_passages`` call; an embedder that
-    spreads a call over many workers wants it large."""
+    spreads a call over many workers wants it large.
+    """
+    corpus = corpus or load_corpus(config.corpus_dir)  # a bad corpus fails before any lock
+    with index_lock(config.index_dir, config.lock_timeout):
+        return _build_locked(config, embedder, progress, corpus, embed_batch)
+
+
+def _build_locked(
+    config: IndexConfig,
+    embedder: Embedder,
+    progress: bool,
+    corpus: Corpus,
+    embed_batch: int = EMBED_BATCH,
+) -> Manifest:
     started = time.perf_counter()
-    corpus = corpus or load_corpus(config.corpus_dir)
+    index_dir = config.index_dir
+    builds = index_dir / BUILDS
+    live = current_path(index_dir)
+    previous = live.resolve().name if live.exists() else ""
+    _clean_stale_builds(index_dir, keep={previous})  # what died before us goes first
+    name = time.strftime("%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:8]}"
+    tmp = builds / f".tmp-{os.getpid()}-{name}"
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise IndexWriteError(
+            f"cannot write into {builds} ({exc.strerror or exc}); make it writable or set "
+            "RAG_INDEX_DIR to a writable folder"
+        ) from None
+    try:
+        manifest = _write_build(config, embedder, progress, corpus, tmp, started, embed_batch)
+        os.replace(tmp, builds / name)
+    except OSError as exc:  # e.g. the disk filled up: the live index is untouched
+        why = exc.strerror or f"{exc}: is the disk full?"  # NumPy's short write has no errno
+        raise IndexWriteError(
+            f"the new build could not be written to {builds} ({why}); the index was left as it was"
+        ) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the build failed
+    _publish(index_dir, name)
+    _clean_stale_builds(index_dir, keep={name, previous})
+    log.info(
+        "index built",
+        extra={
+            "path": str(builds / name),
+            "chunks": manifest.chunk_count,
+            "embedded": manifest.embedded,
+            "seconds": manifest.build_seconds,
+        },
+    )
+    return manifest
+
+
+def _write_build(
+    config: IndexConfig,
+    embedder: Embedder,
+    progress: bool,
+    corpus: Corpus,
+    tmp: Path,
+    started: float,
+    embed_batch: int = EMBED_BATCH,
+) -> Manifest:
+    """Every file of one build into ``tmp``, the manifest with their checksums last."""
     for skipped in corpus.skipped:
         log.warning("skipped file", extra={"path": str(skipped.path), "reason": skipped.reason})
     chunks = chunk_corpus(corpus, max_chars=config.chunk_chars, overlap=config.chunk_overlap)
-    index_dir = config.index_dir
-    builds = index_dir / BUILDS
-    builds.mkdir(parents=True, exist_ok=True)
-    reuse = _reusable_vectors(index_dir, embedder)
+    reuse = _reusable_vectors(config.index_dir, embedder)
     doc_texts = {d.id: d.text for d in corpus.documents}
     sentences, chunk_sentences = sentence_table(chunks, doc_texts)
     texts = [passage_text(c) for c in chunks] + [
@@ -239,11 +360,8 @@ def build_index(
     all_vectors, keys, embedded = embed_texts(texts, embedder, reuse, progress, embed_batch)
     vectors = all_vectors[: len(chunks)]
 
-    name = time.strftime("%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:8]}"
-    tmp = builds / f".tmp-{os.getpid()}-{name}"
-    tmp.mkdir()
     kind = choose_kind(config.ann, len(chunks), config.ann_threshold)
-    VectorIndex.build(vectors, kind).save(tmp / "vectors.faiss")
+    _save_vectors(VectorIndex.build(vectors, kind), tmp / "vectors.faiss")
     np.save(tmp / "embeddings.npy", all_vectors)
     (tmp / "keys.txt").write_text("\n".join(keys), encoding="utf-8")
     LexicalIndex.build([c.text for c in chunks]).save(tmp / "bm25")
@@ -271,6 +389,8 @@ def build_index(
                 source=_first(d.meta, "source"),
                 sha256=d.sha256,
                 chunks=per_doc.get(d.id, 0),
+                format=d.format,
+                encoding=d.encoding,
             )
             for d in corpus.documents
         ],
@@ -279,23 +399,21 @@ def build_index(
         embedded=embedded,
         reused=len(texts) - embedded,
         build_seconds=round(time.perf_counter() - started, 3),
+        files=build_checksums(tmp),
     )
-    manifest.write(tmp / "manifest.json")  # last file written: marks the build complete
-    final = builds / name
-    os.replace(tmp, final)
-    previous = current_path(index_dir).resolve().name if current_path(index_dir).exists() else ""
-    _publish(index_dir, name)
-    _clean_stale_builds(index_dir, keep={name, previous})
-    log.info(
-        "index built",
-        extra={
-            "path": str(final),
-            "chunks": len(chunks),
-            "embedded": embedded,
-            "seconds": manifest.build_seconds,
-        },
-    )
+    manifest.write(tmp / MANIFEST)  # last file written: marks the build complete
     return manifest
+
+
+def _save_vectors(vectors: VectorIndex, path: Path) -> None:
+    """Save, turning FAISS's RuntimeError for a failed write (a full disk) into an OSError."""
+    try:
+        vectors.save(path)
+    except RuntimeError as exc:
+        text = str(exc)
+        code = next((c for c in errno.errorcode if os.strerror(c) in text), errno.EIO)
+        why = os.strerror(code) if code != errno.EIO else "a short write: is the disk full?"
+        raise OSError(code, why, str(path)) from None
 
 
 def _document_row(doc: Document) -> dict[str, object]:
@@ -305,6 +423,9 @@ def _document_row(doc: Document) -> dict[str, object]:
         "date": doc.date,
         "text": doc.text,
         "meta": [asdict(field) for field in doc.meta],
+        "format": doc.format,
+        "encoding": doc.encoding,
+        "pages": list(doc.pages),
     }
 
 
@@ -324,31 +445,34 @@ def _read_jsonl(path: Path) -> list[dict[str, object]]:
 
 
 def load_index(index_dir: Path) -> SearchIndex:
-    """Load the live build; the symlink is resolved once so a concurrent swap cannot mix builds."""
+    """Load the live build; the symlink is resolved once so a concurrent swap cannot mix builds.
+
+    Every file is checked against its checksum and the files against each other first: a
+    damaged build raises :class:`IndexDamagedError` naming the file, never serves.
+    """
     link = current_path(index_dir)
-    if not (link / "manifest.json").is_file():
+    if not (link / MANIFEST).is_file():
         raise IndexMissingError(f"no index in {index_dir}: run 'rag index' first")
     path = link.resolve()
-    manifest = Manifest.read(path / "manifest.json")
-    chunks = [Chunk(**row) for row in _read_jsonl(path / "chunks.jsonl")]  # type: ignore[arg-type]
-    documents = {
-        str(row["id"]): StoredDocument.from_row(row)
-        for row in _read_jsonl(path / "documents.jsonl")
-    }
-    vectors = VectorIndex.load(path / "vectors.faiss")
-    lexical = LexicalIndex.load(path / "bm25", size=len(chunks))
-    sentences = [Sentence(**row) for row in _read_jsonl(path / "sentences.jsonl")]  # type: ignore[arg-type]
-    chunk_sentences = json.loads((path / "chunk_sentences.json").read_text(encoding="utf-8"))
-    all_vectors = np.load(path / "embeddings.npy")
-    sentence_vectors = np.ascontiguousarray(all_vectors[len(chunks) :])
-    if (
-        vectors.size != len(chunks)
-        or manifest.chunk_count != len(chunks)
-        or len(sentence_vectors) != len(sentences)
-        or len(chunk_sentences) != len(chunks)
-    ):
-        raise IndexMismatchError(f"index at {path} is inconsistent; rebuild it with 'rag index'")
-    return SearchIndex(
+    manifest = read_part(path, MANIFEST, Manifest.read)
+    if manifest.files is not None:
+        bad = checksum_problem(path, manifest.files)
+        if bad is not None:
+            raise damaged(path / bad[0], bad[1])
+    chunks = read_part(path, "chunks.jsonl", _rows(Chunk))
+    documents = read_part(
+        path,
+        "documents.jsonl",
+        lambda p: {str(row["id"]): StoredDocument.from_row(row) for row in _read_jsonl(p)},
+    )
+    vectors = read_part(path, "vectors.faiss", VectorIndex.load)
+    lexical = read_part(path, "bm25", lambda p: LexicalIndex.load(p, size=len(chunks)))
+    sentences = read_part(path, "sentences.jsonl", _rows(Sentence))
+    chunk_sentences = read_part(
+        path, "chunk_sentences.json", lambda p: json.loads(p.read_text(encoding="utf-8"))
+    )
+    all_vectors = read_part(path, "embeddings.npy", np.load)
+    index = SearchIndex(
         path,
         manifest,
         chunks,
@@ -357,8 +481,15 @@ def load_index(index_dir: Path) -> SearchIndex:
         lexical,
         sentences,
         chunk_sentences,
-        sentence_vectors,
+        np.ascontiguousarray(all_vectors[len(chunks) :]),
     )
+    check_index(index, all_vectors)
+    return index
+
+
+def _rows(cls: Callable[..., Any]) -> Callable[[Path], list[Any]]:
+    """A reader of a JSONL file of ``cls`` records."""
+    return lambda path: [cls(**row) for row in _read_jsonl(path)]
 
 
 def index_problem(
@@ -375,19 +506,58 @@ def index_problem(
 
 
 def open_index(
-    config: IndexConfig, embedder: Embedder, *, rebuild: bool = True, progress: bool = False
+    config: IndexConfig,
+    embedder: Embedder,
+    *,
+    rebuild: bool = True,
+    progress: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> SearchIndex:
-    """Load the index, (re)building it when missing or stale: a mismatch is never served."""
+    """Load the index, (re)building it when missing or stale: a mismatch is never served.
+
+    A damaged index is rebuilt too unless ``config.on_damaged`` is ``"fail"`` (then its
+    :class:`IndexDamagedError` is raised). ``announce`` hears why a build is starting.
+    """
     corpus = load_corpus(config.corpus_dir)
-    try:
-        index = load_index(config.index_dir)
-        problem = index_problem(index.manifest, config, embedder, corpus)
-    except IndexMissingError:
-        index, problem = None, "no index yet"
-    if problem is None and index is not None:
+    seen = _build_id(config.index_dir)
+    index, problem, broken = _check(config, embedder, corpus)
+    if index is not None:
         return index
+    if broken is not None and (config.on_damaged == "fail" or not rebuild):
+        raise broken
     if not rebuild:
         raise IndexMismatchError(f"index in {config.index_dir} cannot be used: {problem}")
-    log.warning("building index", extra={"reason": problem, "index_dir": str(config.index_dir)})
-    build_index(config, embedder, progress=progress, corpus=corpus)
+    with index_lock(config.index_dir, config.lock_timeout):
+        if _build_id(config.index_dir) != seen:  # built by another process while we waited
+            index, problem, broken = _check(config, embedder, corpus)
+            if index is not None:
+                return index
+        level = logging.WARNING if broken is not None else logging.INFO
+        log.log(
+            level, "building index", extra={"reason": problem, "index_dir": str(config.index_dir)}
+        )
+        if announce is not None:
+            announce(problem)
+        build_index(config, embedder, progress=progress, corpus=corpus)
     return load_index(config.index_dir)
+
+
+def _build_id(index_dir: Path) -> str | None:
+    try:
+        return os.readlink(current_path(index_dir))
+    except OSError:
+        return None
+
+
+def _check(
+    config: IndexConfig, embedder: Embedder, corpus: Corpus
+) -> tuple[SearchIndex | None, str, IndexDamagedError | None]:
+    """The index when it can serve ``config``; otherwise why not (and the damage, if any)."""
+    try:
+        index = load_index(config.index_dir)
+    except IndexMissingError:
+        return None, "no index yet", None
+    except IndexDamagedError as exc:
+        return None, exc.message, exc
+    problem = index_problem(index.manifest, config, embedder, corpus)
+    return (index, "", None) if problem is None else (None, problem, None)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-FORMAT_VERSION = 2  # 2: documents carry header metadata with offsets
+# 2: documents carry header metadata with offsets; 3: formats and encodings, file checksums,
+# a hard maximum chunk length
+FORMAT_VERSION = 3
 
 
 class DocumentInfo(BaseModel):
@@ -20,6 +22,8 @@ class DocumentInfo(BaseModel):
     source: str | None = None
     sha256: str
     chunks: int
+    format: str = "text"  # the reader that made the text: text, markdown, html, pdf, docx
+    encoding: str | None = None  # how a text file was decoded (None: the format decides)
 
 
 class SkippedInfo(BaseModel):
@@ -46,6 +50,8 @@ class Manifest(BaseModel):
     build_seconds: float = 0.0
     built_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     versions: dict[str, str] = Field(default_factory=lambda: library_versions())
+    # sha256 of every other file of the build; None in builds made before checksums
+    files: dict[str, str] | None = None
 
     def mismatch(
         self, *, embedder: str, dim: int, chunk_chars: int, chunk_overlap: int, fingerprint: str

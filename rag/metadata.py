@@ -2,11 +2,12 @@
 
 Scraped articles carry their metadata as lines of text: a byline (``作者|齐健``, several fields
 on one line as in ``作者:赵赛坡发布时间:2024-09-21``), a dateline (``2023-04-12  虎嗅APP``), a
-YAML front-matter block, the site's copyright footer. Every value keeps its offsets into the
-original text, and those of the line it sits on, so an answer about who wrote an article is
-cited like any quote. A format whose metadata lives outside the text shown (HTML ``<meta>``)
-feeds the same structure through :func:`locate_field`. The loader decides which lines are
-header lines; this module reads them.
+YAML front-matter block, the site's copyright footer, an emphasised dateline
+(``*2025-08-15 · 成都晚报*``). Every value keeps its offsets into the text shown, and those of
+the line it sits on, so an answer about who wrote an article is cited like any quote. Metadata
+that lives outside that text (HTML ``<meta>``, front matter, PDF and Word properties) is
+written into it as header lines by :mod:`rag.readers.extracted`. The loader decides which
+lines are header lines; this module reads them.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ _DATE = re.compile(
     r"|\s*年\s*(?P<cm>\d{1,2})\s*月\s*(?P<cd>\d{1,2})\s*[日号])(?!\d))"
     r"(?:\s*\d{1,2}[:：]\d{2}(?:[:：]\d{2})?)?"
 )
+_EMPHASIS_WRAP = re.compile(r"(?P<mark>[*_]{1,3})(?P<inner>\S(?:.*\S)?)(?P=mark)")
 _COMMA = re.compile(r"[,，]")
 _BREAK = re.compile(r"[\r\n]")
 _DATE_SEP = " \t|｜丨·•/／-—:："
@@ -142,7 +144,16 @@ def is_dateline(line: str) -> bool:
 
 
 def _dateline(line: str) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """Spans of the date (time of day left out) and of the rest, which may be empty."""
+    """Spans of the date (time of day left out) and of the rest, which may be empty. Emphasis
+    marks around the whole line (``*2025-08-15 · 成都晚报*``) are not part of either."""
+    wrap = _EMPHASIS_WRAP.fullmatch(line)
+    if wrap:
+        found = _dateline(wrap["inner"])
+        if found is None:
+            return None
+        at = wrap.start("inner")
+        (ds, de), (ns, ne) = found
+        return (ds + at, de + at), (ns + at, ne + at)
     if len(line) > 48:
         return None
     matches = [m for m in _DATE.finditer(line) if _iso(m)]

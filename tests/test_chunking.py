@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.chunking import Chunk, chunk_corpus, chunk_document
+from rag.chunking import Chunk, chunk_corpus, chunk_document, hard_max_chars, sentence_pieces
 from rag.corpus import Corpus, Document, load_corpus
-from rag.sentences import split_sentences
 from rag.settings import BUNDLED_CORPUS
 
 
@@ -28,7 +27,7 @@ def check_chunks(doc: Document, chunks: list[Chunk], max_chars: int, overlap: in
     """Every promise chunk_document makes, checked against the document it came from."""
     assert [c.ord for c in chunks] == list(range(len(chunks)))
     for span_start, span_end in doc.body:
-        sentences = split_sentences(doc.text, span_start, span_end, max_chars=max_chars)
+        sentences = sentence_pieces(doc.text, span_start, span_end, max_chars)
         mine = [c for c in chunks if span_start <= c.start < span_end]
         for chunk in mine:
             assert chunk.text == doc.text[chunk.start : chunk.end]
@@ -39,6 +38,7 @@ def check_chunks(doc: Document, chunks: list[Chunk], max_chars: int, overlap: in
             assert chunk.start in {s for s, _ in sentences}
             assert chunk.end in {e for _, e in sentences}
             assert len(chunk.text) <= max_chars or (chunk.start, chunk.end) in sentences
+            assert len(chunk.text) <= hard_max_chars(max_chars)
         for s, e in sentences:
             assert any(c.start <= s and e <= c.end for c in mine), "sentence left out"
         for before, after in pairwise(mine):
@@ -74,10 +74,10 @@ def test_adjacent_chunks_share_the_last_sentence() -> None:
 
 
 def test_overlap_is_dropped_when_the_next_sentence_would_not_fit() -> None:
-    text = "短句。" + "长" * 20 + "。"
+    text = "短句。" + "长" * 16 + "。"
     doc = make_document(text, ((0, len(text)),))
     texts = [c.text for c in chunk_document(doc, max_chars=10, overlap=3)]
-    assert texts == ["短句。", "长" * 20 + "。"]
+    assert texts == ["短句。", "长" * 16 + "。"]
 
 
 def test_chunks_stay_inside_their_body_span() -> None:
@@ -105,6 +105,9 @@ PIECES = [
     "\n",
     "\r\n",
     "\n\n",
+    "长" * 30,  # runs without punctuation, with and without spaces, meet the hard maximum
+    "word ",
+    "Qwen" * 12,
 ]
 
 
@@ -120,3 +123,25 @@ def documents(draw: st.DrawFn) -> Document:
 @given(doc=documents(), max_chars=st.integers(1, 40), overlap=st.integers(0, 3))
 def test_properties_on_generated_documents(doc: Document, max_chars: int, overlap: int) -> None:
     check_chunks(doc, chunk_document(doc, max_chars, overlap), max_chars, overlap)
+
+
+def test_a_line_without_punctuation_is_cut_at_the_hard_maximum() -> None:
+    """The reported case in small: one long line of one character, and one of spaced words."""
+    for text in ["字" * 5000, "word " * 1000 + "end"]:
+        doc = make_document(text, ((0, len(text)),))
+
+        chunks = chunk_document(doc, max_chars=200)
+
+        check_chunks(doc, chunks, 200, 1)
+        assert max(len(c.text) for c in chunks) <= 400
+        assert len(chunks) >= len(text) // 400
+        assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")
+    words = chunk_document(make_document("word " * 1000, ((0, 5000),)), max_chars=200)
+    assert all(c.text.endswith("word") for c in words), "cut between words, not inside one"
+
+
+def test_the_hard_maximum_leaves_the_bundled_articles_as_they_were(corpus: Corpus) -> None:
+    """Real articles have punctuation: no chunk of theirs is near the hard maximum, so the cut
+    never changes what they index."""
+    for doc in corpus.documents:
+        assert max(len(c.text) for c in chunk_document(doc)) <= 200

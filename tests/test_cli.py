@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import pytest
 
+from rag.corpus import load_document
+
 Run = Callable[..., subprocess.CompletedProcess]
 
 
@@ -35,7 +37,7 @@ def where(indexed: Indexed) -> list[str | Path]:
 
 def check_hit(hit: dict[str, object], corpus: Path) -> None:
     assert set(hit) == {"doc", "title", "text", "start", "end", "score"}
-    text = (corpus / str(hit["doc"])).read_bytes().decode("utf-8")
+    text = load_document(corpus / str(hit["doc"])).text  # Markdown's is its rendered text
     assert text[int(hit["start"]) : int(hit["end"])] == hit["text"]  # type: ignore[call-overload]
 
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from rag.chunking import Chunk, chunk_corpus
 from rag.corpus import Corpus, Document, find_date, is_debris, load_corpus, load_document
 from rag.errors import CorpusError
+from rag.readers.html import looks_like_html
 from rag.settings import BUNDLED_CORPUS
 
 HUXIU = "000_64977604fa216111.txt"
@@ -181,7 +182,8 @@ def test_synthetic_article_with_other_debris(tmp_path: Path) -> None:
     path = tmp_path / "news.txt"
     path.write_bytes(SYNTHETIC.encode("utf-8"))
     doc = load_document(path)
-    assert doc.text == SYNTHETIC
+    assert doc.text == SYNTHETIC  # its BOM included: plain text is never rewritten
+    assert (doc.format, doc.encoding) == ("text", "utf-8-sig")
     assert (doc.title, doc.date) == ("通义千问开源新一代模型", "2024-03-05")
     check_body(doc)
     body = "\n".join(body_text(doc))
@@ -198,7 +200,7 @@ def test_markdown_heading_is_the_title(tmp_path: Path) -> None:
     path.write_text("# 通义千问的故事\n\n发布日期:2024年5月6日\n\n## 背景\n\n正文第一段。\n")
     doc = load_document(path)
     assert (doc.title, doc.date) == ("通义千问的故事", "2024-05-06")
-    assert body_text(doc) == ["## 背景\n\n正文第一段。"]
+    assert body_text(doc) == ["背景\n\n正文第一段。"]  # rendered: no "##" to quote
 
 
 def test_markdown_front_matter_is_metadata(tmp_path: Path) -> None:
@@ -295,7 +297,8 @@ def test_bad_files_are_skipped_with_reasons(tmp_path: Path) -> None:
         "dangling.txt",
         "pipe.txt",
     }
-    assert reasons["latin1.txt"] == "not valid UTF-8 (byte 0xb0 at offset 7)"
+    # UTF-8 followed by GBK bytes is neither encoding: refused, not read as mojibake.
+    assert reasons["latin1.txt"] == "not valid UTF-8 (byte 0xb0 at offset 7), GB18030 or Big5 text"
     assert "empty" in reasons["empty.txt"]
     assert "whitespace" in reasons["blank.md"]
     assert "folder" in reasons["x.txt"]
@@ -344,7 +347,13 @@ def test_read_refusal_is_skipped_even_as_root(
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(b"\xff\xfe", "not valid UTF-8"), (b"", "empty"), (b"\n \n", "whitespace")],
+    [
+        (b"\x80\xff", "not valid UTF-8"),
+        (b"\xff\xfe\x41", "byte order mark but is not utf-16"),
+        (b"", "empty"),
+        (b"\xff\xfe", "empty"),
+        (b"\n \n", "whitespace"),
+    ],
 )
 def test_load_document_names_file_and_problem(tmp_path: Path, content: bytes, problem: str) -> None:
     path = tmp_path / "bad.txt"
@@ -400,6 +409,13 @@ LINES = [
     "",
     " \u3000",
     "# 标题",
+    "---",
+    "title: 前言",
+    "- 列表里的一句。",
+    "*2024-09-21 · 某报*",
+    "**粗体**后文。",
+    "```",
+    "<p>段落</p>",
 ]
 
 
@@ -417,6 +433,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_any_text_loads_or_is_refused(
     scratch: Path, lines: list[str], newline: str, suffix: str
 ) -> None:
+    """Plain text is kept exactly; Markdown is rendered, so only its offsets are checked."""
     text = newline.join(lines)
     path = scratch / f"doc{suffix}"
     path.write_bytes(text.encode("utf-8"))
@@ -425,8 +442,11 @@ def test_any_text_loads_or_is_refused(
     except CorpusError as exc:
         assert str(path) in str(exc)
         return
-    assert doc.text == text
+    if suffix == ".txt" and not looks_like_html(text):
+        assert doc.text == text
     assert doc.title and "\n" not in doc.title and "\r" not in doc.title
     assert doc.date is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", doc.date)
     assert doc.body
     check_body(doc)
+    for field in doc.meta:
+        assert doc.text[field.start : field.end] == field.value

@@ -14,9 +14,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from rag import __version__
+from rag.api.admission import Slots
 from rag.api.errors import install_error_handlers
 from rag.api.metrics import Metrics
-from rag.api.middleware import GuardMiddleware
+from rag.api.middleware import AccessMiddleware, GuardMiddleware, flat_routes
 from rag.api.routes import api, openai, ops, web
 from rag.api.schemas import ERROR_RESPONSES
 from rag.llm import ChatClient
@@ -57,20 +58,25 @@ def create_app(settings: Settings | None = None, llm: ChatClient | None = None) 
     app.include_router(api.router)
     app.include_router(openai.router)
     app.include_router(web.router)
+    # Added innermost first: Access wraps CORS, which wraps the guard (see middleware.py).
+    app.add_middleware(
+        GuardMiddleware,
+        api_keys=settings.api_key_list,
+        max_body=settings.max_body_bytes,
+        max_url=settings.max_url_bytes,
+        read_timeout=settings.read_timeout,
+        rate_limit=settings.rate_limit,
+        slots=Slots(settings.answer_slots, settings.long_question_chars),
+    )
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(
-        GuardMiddleware,
-        api_keys=settings.api_key_list,
-        max_body=settings.max_body_bytes,
-        metrics=metrics,
-    )
+    app.add_middleware(AccessMiddleware, metrics=metrics, routes=flat_routes(app.router.routes))
     return app
 
 

