@@ -6,6 +6,7 @@ failures without stopping. The CLI runs join the session's cluster by its addres
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,13 @@ def ray_address() -> Iterator[str]:
     connect(LOCAL, num_cpus=2)
     yield ray.get_runtime_context().gcs_address
     shutdown()
+
+
+def ray_env() -> dict[str, str]:
+    """What a ``rag`` subprocess needs to join the session's cluster: the RAY_* variables
+    ``ray.init`` set here (RAY_AUTH_MODE=token: the cluster wants the token in ~/.ray), which
+    the session's subprocess environment may have been copied before."""
+    return {k: v for k, v in os.environ.items() if k.startswith("RAY_")}
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +232,7 @@ def ask_on_ray(
         address,
         "--ray-workers",
         "2",
+        env=ray_env(),
         timeout=300,
     )
 
@@ -313,6 +322,7 @@ def test_rag_index_ray_joins_a_cluster_and_writes_the_local_index(
         tmp_path / "ray",
         "--ray",
         ray_address,
+        env=ray_env(),
         timeout=300,
     )
     build_index(IndexConfig(sample_corpus, tmp_path / "local"), e5)
