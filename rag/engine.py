@@ -47,4 +47,5 @@ def load_engine(
     index = open_index(
         index_config(settings), embedder, rebuild=rebuild, progress=progress, announce=announce
     )
-    return Engine(settings, embedder, index, Retriever(index, embedder))
+    retriever = Retriever(index, embedder, embed_slots=settings.embed_slots or None)
+    return Engine(settings, embedder, index, retriever)

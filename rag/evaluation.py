@@ -375,6 +375,7 @@ def answer_record(q: Question, answer: Answer, scores: dict[str, float]) -> dict
         "outcome": outcome_of(answer),
         "confidence": answer.confidence,
         "short_answer": short.text if short else None,
+        "short_score": round(short.score, 4) if short else None,
         "gold": short_golds(q) or q.answer,
         "route": answer.route,
         "mode": answer.mode,

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     )
     ann_threshold: int = Field(50_000, ge=1, description="Chunk count where 'auto' picks HNSW.")
     top_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
+    embed_slots: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Query embeddings run at once (0: one per core); more wait "
+        "and are embedded together.",
+    )
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. vLLM.")
     llm_model: str | None = Field(None, description="Model name on that server.")

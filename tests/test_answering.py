@@ -12,14 +12,29 @@ import numpy as np
 import pytest
 
 from rag.answer import Answerer
-from rag.answering.features import ANSWERABILITY_FEATURES, EVIDENCE_FEATURES
+from rag.answering.features import (
+    ANSWERABILITY_FEATURES,
+    EVIDENCE_FEATURES,
+    Candidate,
+    form_match,
+)
 from rag.answering.qa_sets import DEFAULT_DATA_DIR
-from rag.answering.selector import CARD, MODELS_DIR, has_words, load_models
+from rag.answering.selector import (
+    CARD,
+    MODELS_DIR,
+    has_words,
+    load_models,
+    span_probability,
+    span_second,
+)
 from rag.citations import NOT_ANSWERED_ZH, NOT_FOUND_EN, NOT_FOUND_ZH, check_answer
 from rag.embedding import E5Embedder
 from rag.engine import Engine, load_engine
+from rag.evidence import ScoredSentence
 from rag.index import SearchIndex
+from rag.question import analyse
 from rag.retrieval import Retriever
+from rag.sentences import split_sentences
 from rag.settings import Settings
 
 ARTICLE_2023 = "000_64977604fa216111.txt"
@@ -160,3 +175,56 @@ def test_training_script_runs_on_a_small_sample(tmp_path: Path) -> None:
     assert 0.0 <= card["validation"]["validation"]["sentence_accuracy"] <= 1.0
     ranker = lightgbm.Booster(model_file=str(out / "evidence.txt"))
     assert ranker.num_feature() == len(EVIDENCE_FEATURES)
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence", "expected"),
+    [
+        ("该公司在全球排名第几?", "该公司的市场份额为36%,排名全球第三。", 1.0),
+        ("该公司在全球排名第几?", "该公司的市场份额为36%。", 0.0),
+        ("这款手机最低多少钱?", "这款手机的续航提升了85%。", 0.0),
+        ("这款手机最低多少钱?", "这款手机起售价为3999元。", 1.0),
+        ("2022年的份额占多少?", "2022年阿里云份额为36%。", 1.0),
+        # A year the question already names is not an answer to "哪一年".
+        ("2022年的大会是哪一年开始举办的?", "2022年的大会在杭州举办。", 0.0),
+        ("这家公司是谁创办的?", "这家公司由张三创办。", 0.5),  # no particular form asked
+    ],
+)
+def test_form_match_reads_the_form_the_wording_asks_for(
+    question: str, sentence: str, expected: float
+) -> None:
+    assert form_match(question, sentence) == expected
+
+
+@pytest.mark.parametrize("question", ["今天天气怎么样?", "明天会下雨吗?"])
+def test_everyday_question_the_articles_never_touch_is_nothing_relevant(
+    answerer: Answerer, question: str
+) -> None:
+    answer = answerer.answer(question, "extractive")
+
+    assert answer.outcome == "none", (answer.answer, answer.confidence)
+    assert answer.answerable is False and answer.citations == []
+
+
+def _candidate(index: SearchIndex, words: str, row: int) -> Candidate:
+    doc = index.documents[ARTICLE_2023]
+    at = doc.text.index(words)
+    start, end = next((s, e) for s, e in split_sentences(doc.text) if s <= at < e)
+    sentence = ScoredSentence(row, ARTICLE_2023, start, end, doc.text[start:end], 0, 0, 0, 0)
+    return Candidate(sentence, tuple(0.0 for _ in EVIDENCE_FEATURES))
+
+
+def test_runner_up_with_a_far_likelier_answer_span_is_cited_first(
+    bundled_index: SearchIndex,
+) -> None:
+    question = "阿里云在2022年占中国云市场份额的多少?"
+    info = analyse(question)
+    other = _candidate(bundled_index, "张勇如是说", 0)
+    states = _candidate(bundled_index, "阿里云在2022年占中国云市场份额的36%", 1)
+    top_span = span_probability(info, bundled_index, other.sentence)
+
+    close = span_second(info, bundled_index, [(other, 1.0), (states, 0.9)], top_span)
+    far = span_second(info, bundled_index, [(other, 9.0), (states, 0.9)], top_span)
+
+    assert close[0][0] is states  # the ranker barely preferred the other sentence
+    assert far[0][0] is other  # a large ranker lead is not overturned

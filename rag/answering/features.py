@@ -53,6 +53,8 @@ EVIDENCE_FEATURES = (
     "heading",  # no sentence-final punctuation: a title or heading line
     "pronoun_start",  # starts with a pronoun or demonstrative (its subject is elsewhere)
     "position",  # index of the sentence within its document's candidates (0 = first)
+    "form_match",  # holds a new thing of the form asked (year, %, money, rank); 0.5 none asked
+    "neighbour_lead",  # its term coverage minus the better of its neighbours' (answer vs context)
 )
 
 ANSWERABILITY_FEATURES = (
@@ -80,7 +82,12 @@ ANSWERABILITY_FEATURES = (
     "english",
     "top_hit_score",  # retrieval score of the best passage
     "span_score",  # short-answer model's best span probability in the chosen sentence
+    "top_form_match",
+    "form_in_top",  # share of the top candidates holding a new thing of the form asked
+    "best_window_overlap",  # best term coverage of any top candidate with its neighbours
+    "top_neighbour_lead",
 )
+TOP_CANDIDATES = 5
 
 _CJK_OR_WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]|[A-Za-z]+|[0-9]+")
 _NUMBER = re.compile(
@@ -204,6 +211,35 @@ def _measure_match(question: str, text: str) -> float:
     return 0.0
 
 
+_NUM = r"[0-9〇零一二三四五六七八九十百千万亿两半几]"
+# What a sentence must hold for each answer form the span layer reads from the wording.
+_FORMS: dict[str, re.Pattern[str]] = {
+    "year": re.compile(r"[0-9]{2,4}\s?年|[〇零一二三四五六七八九]{2,4}年"),
+    "date": _TIME,
+    "money": _MONEY,
+    "percent": re.compile(r"[%‰]|百分之|分之"),
+    "rank": re.compile(rf"第\s?{_NUM}+|首位|冠军|亚军|季军|榜首|之最"),
+    "age": re.compile(rf"{_NUM}+\s?岁"),
+    "duration": re.compile(rf"{_NUM}+\s?(?:年|个月|天|日|小时|分钟|周|星期|世纪)"),
+    "count": re.compile(rf"{_NUM}"),
+}
+
+
+def form_match(question: str, text: str) -> float:
+    """1 when ``text`` holds a thing of the form the question's wording asks for that the
+    question does not already contain ("占多少" → a percentage, "第几" → a rank), 0 when it
+    holds none, 0.5 when the wording asks for no particular form."""
+    from rag.answering.span import asked_form
+
+    asks, unit = asked_form(question)
+    pattern = _FORMS.get(asks)
+    if pattern is None:
+        return 0.5
+    if asks == "count" and unit:
+        pattern = re.compile(rf"{_NUM}\s?{re.escape(unit[0])}")
+    return float(any(m.group() not in question for m in pattern.finditer(text)))
+
+
 def _appositive(question: str, text: str) -> float:
     """Length of the noun phrase right before a name from the question ("…集团CEO张勇").
 
@@ -283,13 +319,13 @@ def without_lexical_match(candidate: Candidate) -> Candidate:
     return Candidate(candidate.sentence, tuple(values))
 
 
-def _neighbours(index: SearchIndex, s: ScoredSentence) -> str:
-    """The sentence with the one before and after it in its document (within the index)."""
-    parts = [s.text]
-    for row in (s.row - 1, s.row + 1):
-        if 0 <= row < len(index.sentences) and index.sentences[row].doc == s.doc:
-            parts.append(index.sentence_text(row))
-    return "".join(parts)
+def _neighbour_rows(index: SearchIndex, s: ScoredSentence) -> list[int]:
+    """The rows of the sentences before and after ``s`` in its document (within the index)."""
+    return [
+        row
+        for row in (s.row - 1, s.row + 1)
+        if 0 <= row < len(index.sentences) and index.sentences[row].doc == s.doc
+    ]
 
 
 def evidence_candidates(
@@ -311,11 +347,19 @@ def evidence_candidates(
     for s in sorted(scored, key=lambda s: s.row):
         first_row.setdefault(s.doc, s.row)
     rows = []
+    neighbour_cover: dict[int, float] = {}
     for s in scored:
         text = s.text
         chars = _chars(text)
-        window_text = _neighbours(index, s)
+        around = _neighbour_rows(index, s)
+        window_text = "".join([text, *(index.sentence_text(row) for row in around)])
         window_terms = sentence_terms(window_text)
+        for row in around:  # neighbours recur: a candidate's neighbour is often a candidate
+            if row not in neighbour_cover:
+                found = sentence_terms(index.sentence_text(row))
+                neighbour_cover[row] = _coverage(index, terms, found)
+        # s.overlap is this sentence's own coverage of the question's terms
+        lead = s.overlap - max((neighbour_cover[row] for row in around), default=0.0)
         title = index.documents[s.doc].title
         new = _new_things(question, text)
         date = index.documents[s.doc].date or ""
@@ -350,6 +394,8 @@ def evidence_candidates(
             float(not text.endswith(_END_PUNCT)),
             float(bool(_PRONOUN_START.match(text))),
             float(s.row - first_row[s.doc]),
+            form_match(question, text),
+            lead,
         )
         rows.append(Candidate(s, features))
     return rows
@@ -376,6 +422,7 @@ def answerability_row(
     def f(name: str) -> float:
         return top.feature(name) if top is not None else 0.0
 
+    leaders = [c for c, _ in ranked[:TOP_CANDIDATES]]
     return (
         top_score,
         f("evidence_score"),
@@ -401,4 +448,8 @@ def answerability_row(
         float(info.language == "en"),
         hits[0].score if hits else 0.0,
         span_score,
+        f("form_match"),
+        float(np.mean([c.feature("form_match") for c in leaders])) if leaders else 0.0,
+        max((c.feature("overlap_window") for c in leaders), default=0.0),
+        f("neighbour_lead"),
     )

@@ -28,6 +28,7 @@ from rag.tokens import _ensure_jieba, tokenize
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 MAX_NGRAM = 7  # tokens; longer answers come from the noun-phrase merge
 MAX_NP = 16
+_YEAR_PART = r"^(?:[0-9]{2,4}|[〇零一二三四五六七八九]{2,4})\s?年"
 
 # --- question analysis -------------------------------------------------------------------------
 
@@ -150,6 +151,8 @@ class _Question:
     after: str  # and after it
     wh_pos: float  # where the wh-word sits (0 start, 1 end)
     head: str  # the noun the wh-word asks about: 城市 in 哪个城市, 条约 in 什么条约
+    asks: str  # the form of answer the wording asks for (ASKS)
+    unit: str  # the measure word a "how many" question names: 公里 in 多少公里, 座 in 几座
     terms: tuple[str, ...]
     chars: frozenset[str]
     bigrams: frozenset[str]
@@ -182,6 +185,94 @@ def _head(after: str) -> str:
     return ""
 
 
+# Finer than the question kind: the form the answer takes, from general wording cues, so the
+# model can tell "最低多少钱" (an amount of money) from "占多少" (a share) and "排名第几" (a rank).
+ASKS = ("any", "year", "date", "money", "percent", "rank", "count", "duration", "age")
+_ASK_CUES: list[tuple[str, re.Pattern[str]]] = [
+    ("rank", re.compile(r"第几|排名|名次|排第|排行|第多少")),
+    (
+        "percent",
+        re.compile(r"百分之|百分比|比例|比率|比重|占[^，,。]{0,12}(?:多少|几)|份额|percent"),
+    ),
+    (
+        "money",
+        re.compile(
+            r"多少钱|价格|售价|价钱|票价|费用|成本|多少元|多少美元|多少亿元|多少万元|资金|price|cost"
+        ),
+    ),
+    ("age", re.compile(r"几岁|多少岁|年龄|多大年纪")),
+    ("duration", re.compile(r"多久|多长时间|几年时间|多少年|how long")),
+    ("year", re.compile(r"哪一年|哪年|何年|几年|什么年份|哪个年份|which year|what year")),
+    ("date", re.compile(r"哪一天|哪天|几月|几号|何日|什么日期|哪个月|何时|什么时候|when")),
+    ("count", re.compile(r"多少|几|how many|how much")),
+]
+SPAN_FORMS = ("other", "year", "date", "money", "percent", "rank", "measure", "number", "clause")
+_FORM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("percent", re.compile(r"[%‰]|百分之|分之|成$")),
+    ("money", re.compile(r"[元¥$￥]|美元|美金|港元|欧元|英镑|日元|块钱|毛钱")),
+    ("rank", re.compile(r"^第|名$|首位|冠军|亚军|季军")),
+    ("year", re.compile(rf"{_YEAR_PART}$|^[0-9]{{4}}$")),
+    ("date", re.compile(r"[0-9一二三四五六七八九十]\s?[月日号]|年\s?[0-9一二三四五六七八九十]")),
+]
+_UNIT_AFTER = re.compile(r"(?:多少|几)([^\s是的呢吗了?？,，。、和与个]{1,2})")
+_NUMERAL = re.compile(r"[0-9〇零一二三四五六七八九十百千万亿两半几多余]")
+
+
+@lru_cache(maxsize=4096)
+def asked_form(question: str) -> tuple[str, str]:
+    """The form of answer the wording asks for (``ASKS``) and the unit it names, if any."""
+    q = _question(question)
+    return q.asks, q.unit
+
+
+def _asks(question: str) -> str:
+    lowered = question.lower()
+    return next((name for name, cue in _ASK_CUES if cue.search(lowered)), "any")
+
+
+def _asked_unit(question: str) -> str:
+    match = _UNIT_AFTER.search(question)
+    return match.group(1) if match else ""
+
+
+# The span forms that answer each asked form; the rest of the specific forms contradict it.
+# One feature across every form lets the rare forms (money, rank: a few dozen training
+# questions each) borrow what the common ones (year, count) teach.
+_AGREES = {
+    "year": {"year", "date"},
+    "date": {"date", "year"},
+    "money": {"money"},
+    "percent": {"percent"},
+    "rank": {"rank"},
+    "count": {"measure", "number"},
+    "duration": {"measure", "number", "date", "year"},
+    "age": {"measure", "number"},
+}
+_SPECIFIC = frozenset({"year", "date", "money", "percent", "rank"})
+
+
+def _agreement(asks: str, form: str) -> float:
+    if asks == "any":
+        return 0.0
+    if form in _AGREES[asks]:
+        return 1.0
+    return -1.0 if form in _SPECIFIC else 0.0
+
+
+def _form(text: str, stype: str, source: int) -> str:
+    """The shape of a candidate answer, the counterpart of the question's ``asks``."""
+    if source == 3:
+        return "clause"
+    for name, pattern in _FORM_PATTERNS:
+        if pattern.search(text) and (name == "rank" or _NUMERAL.search(text)):
+            return name
+    if stype == "time":
+        return "date"
+    if _NUMERAL.search(text) and stype == "number":
+        return "measure" if not text[-1].isdigit() else "number"
+    return "other"
+
+
 @lru_cache(maxsize=2048)
 def _question(question: str) -> _Question:
     text = question.strip()
@@ -199,6 +290,8 @@ def _question(question: str) -> _Question:
         after=after.strip(_Q_TRIM),
         wh_pos=pos / max(len(text), 1),
         head=_head(after) if match else "",
+        asks=_asks(text),
+        unit="" if _asks(text) == "money" else _asked_unit(text),
         terms=tuple(dict.fromkeys(tokenize(text))),
         chars=frozenset(content),
         bigrams=_bigrams(content),
@@ -283,7 +376,7 @@ class Candidate:
     end: int
     first: int  # token indices, inclusive
     last: int
-    source: int  # 0 n-gram, 1 noun phrase, 2 number/time pattern
+    source: int  # 0 n-gram, 1 noun phrase, 2 number/time pattern, 3 whole clause
 
 
 def _pos(tag: str) -> str:
@@ -381,15 +474,49 @@ def candidates(sentence: str) -> tuple[Candidate, ...]:
         i = j + 1
     starts = {t.start: k for k, t in enumerate(tokens)}
     ends = {t.end: k for k, t in enumerate(tokens)}
+
+    def add(lo: int, hi: int, source: int) -> None:
+        if (lo, hi) in found or hi <= lo:
+            return
+        first = starts.get(lo, _token_at(tokens, lo))
+        last = ends.get(hi, _token_at(tokens, hi - 1))
+        found[(lo, hi)] = Candidate(lo, hi, first, last, source)
+
     for pattern in (_CN_NUMBER, _TIME, _TERM, _QUOTED):
         for m in pattern.finditer(sentence):
-            key = (m.start(), m.end())
-            if key in found:
-                continue
-            first = starts.get(m.start(), _token_at(tokens, m.start()))
-            last = ends.get(m.end(), _token_at(tokens, m.end() - 1))
-            found[key] = Candidate(key[0], key[1], first, last, 2)
+            add(m.start(), m.end(), 2)
+    # "哪一年" wants "1978年" out of "1978年5月1日": the year (and year-month) of a full date.
+    for m in _TIME.finditer(sentence):
+        for prefix in _DATE_PREFIXES:
+            part = prefix.match(m.group())
+            if part and part.end() < len(m.group()):
+                add(m.start(), m.start() + part.end(), 2)
+    # Description questions ("有什么特点?", "职务是什么?") are answered by a whole clause.
+    for lo, hi in _clauses(sentence):
+        add(lo, hi, 3)
     return tuple(found.values())
+
+
+_DATE_PREFIXES = (re.compile(_YEAR_PART), re.compile(rf"{_YEAR_PART}\s?{_DAY}\s?月"))
+_CLAUSE_BREAK = re.compile(r"[，,。；;！!？?\n]")
+_EDGE_PUNCT = " \t“”\"'「」『』（）()：:、"
+
+
+def _clauses(sentence: str) -> list[tuple[int, int]]:
+    """Offsets of the sentence's clauses (between commas and stops), edges trimmed."""
+    found = []
+    lo = 0
+    for m in [*_CLAUSE_BREAK.finditer(sentence), None]:
+        hi = m.start() if m else len(sentence)
+        a, b = lo, hi
+        while a < b and sentence[a] in _EDGE_PUNCT:
+            a += 1
+        while b > a and sentence[b - 1] in _EDGE_PUNCT:
+            b -= 1
+        if b - a >= 2:
+            found.append((a, b))
+        lo = m.end() if m else hi
+    return found
 
 
 def _token_at(tokens: tuple[_Token, ...], offset: int) -> int:
@@ -484,9 +611,23 @@ FEATURES: tuple[str, ...] = (
     "has_joiner",  # contains 、/和/与
     "digit_share",
     "q_chars",
+    "q_asks",  # categorical: ASKS index, the form of answer the question's wording asks for
+    "span_form",  # categorical: SPAN_FORMS index, the candidate's form
+    "unit_match",  # the unit a "多少X" question names ends the span or follows it (-1 none asked)
+    "clause_share",  # the span's share of the clause it lies in
+    "form_agrees",  # 1 the span's form is the one asked, -1 another specific form, 0 generic
 )
 _INDEX = {name: k for k, name in enumerate(FEATURES)}
-CATEGORICAL = ("qtype", "span_type", "first_pos", "last_pos", "prev_pos", "next_pos")
+CATEGORICAL = (
+    "qtype",
+    "span_type",
+    "first_pos",
+    "last_pos",
+    "prev_pos",
+    "next_pos",
+    "q_asks",
+    "span_form",
+)
 
 
 def featurize(question: str, sentence: str) -> tuple[tuple[Candidate, ...], np.ndarray]:
@@ -544,6 +685,10 @@ def featurize(question: str, sentence: str) -> tuple[tuple[Candidate, ...], np.n
     types = [_span_type(sentence, tokens, c) for c in cands]
     n_compat = sum(1 for t in types if t in compat)
     n_bigrams = max(len(q.bigrams), 1)
+    clause_of = [0] * (n + 1)  # length of the clause around each offset
+    for lo, hi in _clauses(sentence) or [(0, n)]:
+        for i in range(lo, hi + 1):
+            clause_of[i] = hi - lo
     rows: list[list[float]] = []
     for c, stype in zip(cands, types, strict=True):
         text = sentence[c.start : c.end]
@@ -610,6 +755,14 @@ def featurize(question: str, sentence: str) -> tuple[tuple[Candidate, ...], np.n
         row[_INDEX["has_joiner"]] = any(t.word in ("、", "和", "与") for t in span_tokens)
         row[_INDEX["digit_share"]] = sum(ch.isdigit() for ch in text) / len(text)
         row[_INDEX["q_chars"]] = len(q.text)
+        row[_INDEX["q_asks"]] = ASKS.index(q.asks)
+        form = _form(text, stype, c.source)
+        row[_INDEX["span_form"]] = SPAN_FORMS.index(form)
+        row[_INDEX["form_agrees"]] = _agreement(q.asks, form)
+        row[_INDEX["unit_match"]] = (
+            -1 if not q.unit else float(text.endswith(q.unit) or sentence.startswith(q.unit, c.end))
+        )
+        row[_INDEX["clause_share"]] = len(text) / max(clause_of[c.start], len(text), 1)
     return cands, np.array(rows, dtype=np.float64)
 
 
