@@ -81,9 +81,9 @@ def ray_index(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Sea
 def test_ray_build_writes_the_local_index(
     ray_index: SearchIndex, bundled_index: SearchIndex
 ) -> None:
-    assert ray_index.chunks == bundled_index.chunks
-    assert ray_index.sentences == bundled_index.sentences
-    assert ray_index.chunk_sentences == bundled_index.chunk_sentences
+    assert list(ray_index.chunks) == list(bundled_index.chunks)
+    assert list(ray_index.sentences) == list(bundled_index.sentences)
+    assert list(ray_index.chunk_sentences) == list(bundled_index.chunk_sentences)
     assert ray_index.documents == bundled_index.documents
     assert ray_index.manifest.embedder == bundled_index.manifest.embedder
     assert ray_index.manifest.embedded == bundled_index.manifest.embedded > 0
@@ -125,7 +125,9 @@ def test_ray_build_is_incremental_like_a_local_one(
 
     assert again.reused > 0 and again.embedded > 0
     assert (again.embedded, again.reused) == (local_again.embedded, local_again.reused)
-    assert load_index(ray_config.index_dir).chunks == load_index(local_config.index_dir).chunks
+    assert list(load_index(ray_config.index_dir).chunks) == list(
+        load_index(local_config.index_dir).chunks
+    )
 
 
 def test_a_worker_that_cannot_load_its_embedder_fails_the_build_with_its_message(
@@ -330,7 +332,7 @@ def test_rag_index_ray_joins_a_cluster_and_writes_the_local_index(
     assert result.returncode == 0, result.stderr
     assert "indexed 4 documents" in result.stdout
     ours, theirs = load_index(tmp_path / "ray"), load_index(tmp_path / "local")
-    assert ours.chunks == theirs.chunks
+    assert list(ours.chunks) == list(theirs.chunks)
     np.testing.assert_allclose(
         np.load(ours.path / "embeddings.npy"), np.load(theirs.path / "embeddings.npy"), atol=1e-5
     )
