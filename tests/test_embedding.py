@@ -166,6 +166,24 @@ def test_an_unknown_embedder_spec_is_refused(spec: str) -> None:
         load_embedder(spec)
 
 
+@pytest.mark.slow
+def test_st_is_placed_on_the_device_asked_for(
+    st_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RAG_DEVICE reaches SentenceTransformer: a device torch does not know is refused in one
+    line (a GPU cannot be assumed here, so the working case is the CPU)."""
+    pytest.importorskip("sentence_transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    on_cpu = load_embedder(f"st:{st_model_path}", device="cpu")
+    with pytest.raises(EmbedderError, match="no-such-device") as caught:
+        load_embedder(f"st:{st_model_path}", device="no-such-device")
+
+    assert isinstance(on_cpu, SentenceTransformerEmbedder)
+    assert on_cpu._model.device.type == "cpu"
+    assert "\n" not in caught.value.message
+
+
 def test_concurrent_queries_share_model_passes_and_each_gets_its_own_vector(
     e5: E5Embedder,
 ) -> None:
