@@ -40,7 +40,7 @@ import httpx
 from rag.chunking import chunk_corpus
 from rag.corpus import Corpus, load_document
 from rag.embedding import E5Embedder
-from rag.index import EMBED_BATCH, passage_text, sentence_table
+from rag.index import EMBED_BATCH, passage_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -123,13 +123,11 @@ def answered(client: httpx.Client, question: str, doc: str, words: str) -> bool:
 
 
 def embedded_texts(text: str, folder: Path) -> list[str]:
-    """What a build embeds for this article with default settings: chunk passages, sentences."""
+    """What a build embeds for this article with default settings: its chunk passages."""
     path = folder / "article.txt"
     path.write_text(text, encoding="utf-8")
     doc = load_document(path)
-    chunks = chunk_corpus(Corpus((doc,), ()))
-    sentences, _ = sentence_table(chunks, {doc.id: doc.text})
-    return [passage_text(c) for c in chunks] + [doc.text[s.start : s.end] for s in sentences]
+    return [passage_text(c) for c in chunk_corpus(Corpus((doc,), ()))]
 
 
 def bare_embedding(embedder: E5Embedder, texts: list[str]) -> float:

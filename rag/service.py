@@ -105,7 +105,7 @@ class Service:
 
     def load(self) -> None:
         """Load the embedder and the index, building the index first when missing or stale."""
-        self.embedder = self.embedder or load_embedder(self.settings.embedder)
+        self.embedder = self.embedder or load_embedder(self.settings.embedder, self.settings.device)
         config = index_config(self.settings)
         index = open_index(config, self.embedder, rebuild=True, progress=False)
         warm_up()
@@ -122,7 +122,7 @@ class Service:
         """One incremental build of the corpus folder (unchanged text reuses its vectors);
         none at all when the folder still holds what the served index was built from (the
         same articles and the same skipped files): that build would be the same index."""
-        self.embedder = self.embedder or load_embedder(self.settings.embedder)
+        self.embedder = self.embedder or load_embedder(self.settings.embedder, self.settings.device)
         config = index_config(self.settings)
         corpus = load_corpus(config.corpus_dir)
         served = self._answerer.engine.index.manifest if self._answerer is not None else None
