@@ -12,6 +12,13 @@ question, so every request embeds its query (the cost of a new question).
 
     python bench/http_bench.py                      # writes bench/results/http.json
     python bench/http_bench.py --workers 2 --omp-threads 1 --out /tmp/http-2w.json
+    python bench/http_bench.py --endpoints search --workload unique --concurrency 1 16 \
+        --embed-slots 0 64 --out bench/results/http-policy.json     # thread policies, one run
+
+The **limit** of new-question throughput is cores / (one-thread, single-query embedding time),
+measured in this process before and after the load runs (median). ``--embed-slots`` runs one
+server per value (``RAG_EMBED_SLOTS``: 0 = one model pass per core with concurrent queries
+embedded together, 64 = every request thread embeds alone) in turn, for the same questions.
 
 The load generator shares the machine with the server: on a small box its own CPU use is part
 of what is measured (the JSON records the core count and the load average).
@@ -47,7 +54,42 @@ TARGETS = {
     "http_p50_over_in_process_p50_max": 1.5,
     "search_rps_at_c16_min": 150.0,
     "search_p99_over_p50_at_c16_max": 5.0,
+    "unique_search_rps_at_c16_over_limit_min": 0.9,
+    "unique_search_c1_p50_over_bare_embedding_max": 1.2,
 }
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bare_embedding(questions: Questions, n: int) -> dict[str, float]:
+    """Single-query e5 embedding in this process, one thread and all threads, alternately."""
+    from rag.embedding import E5Embedder, _engine_threads
+
+    e5, threads = E5Embedder(), _engine_threads()
+    one: list[float] = []
+    every: list[float] = []
+    cpu: list[float] = []
+    for i in range(n + WARMUP):
+        text = questions.next()
+        for count, into in ((1, one), (os.cpu_count() or 1, every)):
+            threads(count)
+            started, thread_cpu = time.perf_counter(), time.thread_time()
+            e5.embed_queries([f"{text} {count}"])
+            if i >= WARMUP:
+                into.append(time.perf_counter() - started)
+                if count == 1:
+                    cpu.append(time.thread_time() - thread_cpu)
+    threads(os.cpu_count() or 1)
+    return {
+        "one_thread_p50_ms": round(1000 * statistics.median(one), 2),
+        "all_threads_p50_ms": round(1000 * statistics.median(every), 2),
+        # CPU time does not stretch when other processes share the cores, wall time does.
+        "one_thread_cpu_ms": round(1000 * statistics.mean(cpu), 2),
+    }
 
 
 def read_questions(paths: Sequence[Path] = QUESTION_FILES) -> list[str]:
@@ -283,6 +325,45 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": value <= limit,
             }
         )
+    bare = results["bare_embedding"]
+    for run in results["http"]:
+        if run["endpoint"] != "search" or run["workload"] != "unique":
+            continue
+        slots = run.get("embed_slots", 0)
+        if run["concurrency"] == 1:
+            most = TARGETS["unique_search_c1_p50_over_bare_embedding_max"]
+            value = round(run["p50_ms"] / bare["one_thread_p50_ms"], 2)
+            out.append(
+                {
+                    "target": f"/api/search (unique, slots {slots}) c=1 p50 / one-thread "
+                    f"embedding p50 <= {most}",
+                    "value": value,
+                    "met": value <= most,
+                }
+            )
+        if run["concurrency"] == 16 and run.get("server_cpu_ms_per_request"):
+            least = TARGETS["unique_search_rps_at_c16_over_limit_min"]
+            value = round(bare["one_thread_cpu_ms"] / run["server_cpu_ms_per_request"], 3)
+            out.append(
+                {
+                    "target": f"/api/search (unique, slots {slots}) c=16 bare embedding CPU / "
+                    f"server CPU per request (the share of the limit with the cores free) >= "
+                    f"{least}",
+                    "value": value,
+                    "met": value >= least,
+                }
+            )
+        if run["concurrency"] == 16:
+            least = TARGETS["unique_search_rps_at_c16_over_limit_min"]
+            value = round(run["rps"] / bare["limit_rps"], 3)
+            out.append(
+                {
+                    "target": f"/api/search (unique, slots {slots}) c=16 req/s / limit "
+                    f"({bare['limit_rps']}) >= {least}",
+                    "value": value,
+                    "met": value >= least,
+                }
+            )
     for run in results["http"]:
         if run["endpoint"] != "search" or run["concurrency"] != 16:
             continue
@@ -322,17 +403,27 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Concurrent HTTP load:",
         "",
-        "| endpoint | workload | concurrency | requests | req/s | p50 ms | p99 ms | p99 / p50 "
-        "| server mean ms | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| endpoint | workload | slots | concurrency | requests | req/s | p50 ms | p99 ms "
+        "| p99 / p50 | server mean ms | server CPU ms / request | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["http"]:
         server = "-" if r["server_mean_ms"] is None else f"{r['server_mean_ms']:.1f}"
         lines.append(
-            f"| /api/{r['endpoint']} | {r['workload']} | {r['concurrency']} | {r['requests']} "
+            f"| /api/{r['endpoint']} | {r['workload']} | {r.get('embed_slots', 0)} "
+            f"| {r['concurrency']} | {r['requests']} "
             f"| {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
-            f"| {r['p99_ms'] / r['p50_ms']:.1f} | {server} | {r['errors']} |"
+            f"| {r['p99_ms'] / r['p50_ms']:.1f} | {server} "
+            f"| {r.get('server_cpu_ms_per_request', '-')} | {r['errors']} |"
         )
+    bare = results["bare_embedding"]
+    lines += [
+        "",
+        f"Bare single-query embedding p50: one thread {bare['one_thread_p50_ms']} ms, all "
+        f"threads {bare['all_threads_p50_ms']} ms; limit {bare['limit_rps']} req/s. One-thread "
+        f"CPU {bare['one_thread_cpu_ms']} ms per query: limit {bare['cpu_limit_rps']} req/s "
+        "with the cores free.",
+    ]
     lines += ["", "Targets:", ""]
     for v in results["verdicts"]:
         lines.append(f"- {v['target']}: {v['value']} ({'met' if v['met'] else 'missed'})")
@@ -356,6 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sequential", type=int, default=150, help="in-process + HTTP pairs per endpoint"
     )
     parser.add_argument("--workload", choices=WORKLOADS, nargs="+", default=list(WORKLOADS))
+    parser.add_argument("--endpoints", choices=ENDPOINTS, nargs="+", default=list(ENDPOINTS))
+    parser.add_argument(
+        "--embed-slots", type=int, nargs="+", default=[0], help="RAG_EMBED_SLOTS, one server each"
+    )
+    parser.add_argument("--bare", type=int, default=60, help="bare embeddings timed, per side")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument(
         "--omp-threads", type=int, help="OMP_NUM_THREADS for the server and this process"
@@ -385,31 +481,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             "note": args.note,
         },
     }
+    bare_questions = Questions(texts, unique=True)
+    bare = [bare_embedding(bare_questions, args.bare)]
+    results["sequential"] = []
+    results["http"] = []
     with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
         index_dir = args.index_dir or Path(tmp) / "index"
         calls = local_calls(index_dir)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = Path(tmp) / "server.log"
-        server = start_server(index_dir, port, args.workers, env_extra, log)
-        try:
-            wait_ready(url, server)
-            results["sequential"] = []
-            results["http"] = []
-            for workload, questions in workloads.items():
-                for endpoint in ENDPOINTS:
-                    print(f"{workload} {endpoint}: in-process and HTTP in turn", file=sys.stderr)
-                    pair = paired(url, endpoint, calls[endpoint], questions, args.sequential)
-                    results["sequential"].append(pair)
-                    for concurrency in args.concurrency:
-                        print(f"{workload} {endpoint}: concurrency {concurrency}", file=sys.stderr)
-                        run = load(url, endpoint, concurrency, questions, args.requests)
-                        results["http"].append(asyncio.run(run))
-        except BaseException:
-            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
-            raise
-        finally:
-            stop_server(server)
+        for slots in args.embed_slots:
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            log = Path(tmp) / "server.log"
+            env = {**env_extra, "RAG_EMBED_SLOTS": str(slots)}
+            server = start_server(index_dir, port, args.workers, env, log)
+            try:
+                wait_ready(url, server)
+                for workload, questions in workloads.items():
+                    for endpoint in args.endpoints:
+                        print(f"{workload} {endpoint}: in-process and HTTP", file=sys.stderr)
+                        pair = paired(url, endpoint, calls[endpoint], questions, args.sequential)
+                        results["sequential"].append({**pair, "embed_slots": slots})
+                        for concurrency in args.concurrency:
+                            print(f"{workload} {endpoint}: c={concurrency}", file=sys.stderr)
+                            run = load(url, endpoint, concurrency, questions, args.requests)
+                            cpu = process_cpu(server.pid)
+                            done = asyncio.run(run)
+                            # Warm-up requests included: 2 x concurrency of them.
+                            served = args.requests + 2 * concurrency
+                            cpu_ms = 1000 * (process_cpu(server.pid) - cpu) / served
+                            done["server_cpu_ms_per_request"] = round(cpu_ms, 2)
+                            results["http"].append({**done, "embed_slots": slots})
+            except BaseException:
+                print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+                raise
+            finally:
+                stop_server(server)
+    bare.append(bare_embedding(bare_questions, args.bare))
+    one_thread = statistics.median(b["one_thread_p50_ms"] for b in bare)
+    cpu_ms = statistics.mean(b["one_thread_cpu_ms"] for b in bare)
+    results["bare_embedding"] = {
+        "runs": bare,
+        "one_thread_cpu_ms": round(cpu_ms, 2),
+        "cpu_limit_rps": round((os.cpu_count() or 1) * 1000 / cpu_ms, 1),
+        "one_thread_p50_ms": one_thread,
+        "all_threads_p50_ms": statistics.median(b["all_threads_p50_ms"] for b in bare),
+        "limit_rps": round((os.cpu_count() or 1) * 1000 / one_thread, 1),
+    }
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = TARGETS
     results["verdicts"] = verdicts(results)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -96,6 +97,31 @@ def drop_partial_line(path: Path) -> None:
         fh.truncate(keep)
 
 
+def remaining(items: list[BatchItem], out: Path | None) -> tuple[list[BatchItem], int]:
+    """The items still to answer (in input order) and how many ``out`` already holds; a last
+    line a crash cut short is dropped first so appends stay valid JSONL."""
+    if out is not None:
+        drop_partial_line(out)
+    seen = done_ids(out)
+    todo = [i for i in items if i.id not in seen]
+    return todo, len(items) - len(todo)
+
+
+def answer_line(item_id: str, answer: Answer) -> str:
+    """One output line: the item's id and the answer object as the API returns it."""
+    return json.dumps({"id": item_id, **answer.as_dict()}, ensure_ascii=False) + "\n"
+
+
+@contextmanager
+def output(out: Path | None) -> Iterator[IO[str]]:
+    """Where answer lines go: appended to ``out`` (resumable) or printed to stdout."""
+    if out is None:
+        yield sys.stdout
+        return
+    with out.open("a", encoding="utf-8") as sink:
+        yield sink
+
+
 def run_batch(
     items: list[BatchItem],
     ask: Callable[[str], Answer],
@@ -105,23 +131,15 @@ def run_batch(
 ) -> BatchReport:
     """Answer every item not yet in ``out``, appending one flushed line per answer."""
     report = BatchReport()
-    if out is not None:
-        drop_partial_line(out)
-    seen = done_ids(out)
-    todo = [i for i in items if i.id not in seen]
-    report.skipped = len(items) - len(todo)
-    sink: IO[str] = out.open("a", encoding="utf-8") if out else sys.stdout
-    try:
+    todo, report.skipped = remaining(items, out)
+    with output(out) as sink:
         for item in tqdm(todo, desc="answering", unit="q", disable=not progress):
             try:
                 answer = ask(item.question)
             except RagError as exc:
                 report.errors.append(f"id {item.id}: {exc.message}")
                 continue
-            sink.write(json.dumps({"id": item.id, **answer.as_dict()}, ensure_ascii=False) + "\n")
+            sink.write(answer_line(item.id, answer))
             sink.flush()
             report.answered += 1
-    finally:
-        if out:
-            sink.close()
     return report

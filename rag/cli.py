@@ -19,6 +19,7 @@ from rag.settings import Settings
 
 if TYPE_CHECKING:
     from rag.answer import Answerer
+    from rag.batch import BatchReport
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -40,9 +41,37 @@ def cmd_index(args: argparse.Namespace) -> int:
     from rag.index import build_index
 
     settings = _settings(args)
-    manifest = build_index(
-        index_config(settings), load_embedder(settings.embedder), progress=_progress(args)
-    )
+    if args.add or args.remove:
+        from rag.library import Library, read_uploads
+
+        library = Library(settings.corpus_dir, settings.max_upload_bytes)
+        for doc_id in args.remove or ():
+            library.path_of(doc_id)  # every id checked before anything changes
+        for added in library.add(read_uploads(args.add)) if args.add else ():
+            print(f"{'replaced' if added.replaced else 'added'} {added.id}", file=sys.stderr)
+        for doc_id in args.remove or ():
+            library.delete(doc_id)
+            print(f"removed {doc_id}", file=sys.stderr)
+    if args.ray is not None:
+        from rag.distributed.cluster import connected
+        from rag.distributed.embedder import RayEmbedder
+
+        with (
+            connected(args.ray, args.ray_workers) as workers,
+            RayEmbedder(settings.embedder, workers, device=settings.device) as embedder,
+        ):
+            manifest = build_index(
+                index_config(settings),
+                embedder,
+                progress=_progress(args),
+                embed_batch=embedder.call_batch,
+            )
+    else:
+        manifest = build_index(
+            index_config(settings),
+            load_embedder(settings.embedder, settings.device),
+            progress=_progress(args),
+        )
     if args.json:
         print(manifest.model_dump_json(indent=2))
         return 0
@@ -134,6 +163,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise InvalidInputError("give either a QUESTION or --batch FILE.jsonl")
     if args.question:
         check_text(args.question)  # before the index loads: undecodable bytes in the shell
+    if args.ray is not None:
+        return _ask_on_ray(args)
     answerer = _answerer(args)
     mode = args.mode or answerer.default_mode
     if args.question:
@@ -157,6 +188,29 @@ def cmd_ask(args: argparse.Namespace) -> int:
     report = run_batch(
         items, lambda q: answerer.answer(q, mode), args.out, progress=_progress(args)
     )
+    return _batch_summary(errors, report)
+
+
+def _ask_on_ray(args: argparse.Namespace) -> int:
+    """``rag ask --batch --ray``: the same input, output and summary, answered on a cluster."""
+    from rag.batch import read_items
+    from rag.distributed.batch import run_batch_on_ray
+    from rag.distributed.cluster import connected
+
+    if not args.batch:
+        raise InvalidInputError("--ray answers a --batch FILE.jsonl")
+    items, errors = read_items(args.batch)
+    for message in errors:
+        print(message, file=sys.stderr)
+    with connected(args.ray, args.ray_workers) as workers:
+        report = run_batch_on_ray(
+            items, _settings(args), args.mode, args.out, workers=workers, progress=_progress(args)
+        )
+    return _batch_summary(errors, report)
+
+
+def _batch_summary(errors: list[str], report: BatchReport) -> int:
+    """Failed items and the counts on stderr; non-zero when any line or item failed."""
     for message in report.errors:
         print(message, file=sys.stderr)
     print(
@@ -227,7 +281,7 @@ def _check_index(settings: Settings, progress: bool) -> tuple[int, int]:
 
     index = open_index(
         index_config(settings),
-        load_embedder(settings.embedder),
+        load_embedder(settings.embedder, settings.device),
         progress=progress,
         announce=announce,
     )
@@ -298,9 +352,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--embedder", help="'e5' or 'st:<model name or path>'")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    def ray_options(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument(
+            "--ray",
+            nargs="?",
+            const="local",
+            metavar="ADDRESS",
+            help=f"{what} on a Ray cluster: 'auto', 'ray://head:10001', or none for a local one",
+        )
+        p.add_argument("--ray-workers", type=int, help="Ray workers (default: cluster CPUs)")
+
     p = sub.add_parser("index", help="build or update the index")
     common(p)
+    p.add_argument(
+        "--add", nargs="+", type=Path, metavar="FILE", help="copy articles into the corpus first"
+    )
+    p.add_argument(
+        "--remove", nargs="+", metavar="ID", help="delete articles (ids as listed) first"
+    )
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    ray_options(p, "embed")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="retrieve passages for a question")
@@ -333,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="with --batch: append answers here (resumable)")
     p.add_argument("--mode", choices=["auto", "extractive", "llm"], help="answer mode")
     p.add_argument("--json", action="store_true", help="print the answer object as JSON")
+    ray_options(p, "answer --batch")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("serve", help="serve the HTTP API and web page")

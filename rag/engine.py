@@ -43,8 +43,9 @@ def load_engine(
     announce: Callable[[str], None] | None = None,
 ) -> Engine:
     """Load (building if needed) the index for ``settings``; pass ``embedder`` to share one."""
-    embedder = embedder or load_embedder(settings.embedder)
+    embedder = embedder or load_embedder(settings.embedder, settings.device)
     index = open_index(
         index_config(settings), embedder, rebuild=rebuild, progress=progress, announce=announce
     )
-    return Engine(settings, embedder, index, Retriever(index, embedder))
+    retriever = Retriever(index, embedder, embed_slots=settings.embed_slots or None)
+    return Engine(settings, embedder, index, retriever)

@@ -80,6 +80,41 @@ class NotFoundError(RagError):
     code = "not_found"
 
 
+class UnauthorizedError(RagError):
+    """No key, or a key that is not one of the configured ones."""
+
+    status = 401
+    code = "invalid_api_key"
+
+
+class ForbiddenError(RagError):
+    """The key is valid but may not do this (reading keys cannot change the articles)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class ConflictError(RagError):
+    """The request cannot be done in the current state (e.g. deleting the last article)."""
+
+    status = 409
+    code = "conflict"
+
+
+class TooLargeError(RagError):
+    """An uploaded file is over the size limit."""
+
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedFileError(RagError):
+    """An uploaded file's type is not one the corpus reads."""
+
+    status = 415
+    code = "unsupported_file"
+
+
 class LLMError(RagError):
     """The LLM server failed, timed out or returned nothing usable."""
 

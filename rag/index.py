@@ -3,6 +3,9 @@
 A build is written into its own directory and published by atomically replacing the
 ``current`` symlink, so a killed build never damages the index being served. Vectors of
 unchanged chunks are reused from the previous build, keyed by the exact text embedded.
+Only chunks are embedded at build time; sentences are embedded when a question first needs
+them (rag/sentence_vectors.py). Chunks and sentences are stored as memory-mapped offset tables
+(rag/chunk_store.py) and BM25 is memory-mapped, so a large index loads fast and small.
 Builds of one folder take turns under a file lock; every file's checksum goes into the
 manifest, and loading checks them and the files' consistency before anything is served.
 """
@@ -10,6 +13,7 @@ manifest, and loading checks them and the files' consistency before anything is 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import errno
 import hashlib
 import json
@@ -28,6 +32,16 @@ import numpy as np
 from tqdm import tqdm
 
 from rag.checksums import MANIFEST, build_checksums, checksum_problem
+from rag.chunk_store import (
+    CHUNKS_FILE,
+    ChunkSentences,
+    ChunkTable,
+    Sentence,
+    SentenceTable,
+    read_tables,
+    sentence_rows,
+    write_tables,
+)
 from rag.chunking import Chunk, chunk_corpus
 from rag.corpus import Corpus, Document, load_corpus
 from rag.embedding import Embedder
@@ -40,8 +54,9 @@ from rag.errors import (
 from rag.index_check import check_index, damaged, read_part
 from rag.index_lock import index_lock
 from rag.lexical import LexicalIndex
-from rag.manifest import DocumentInfo, Manifest, SkippedInfo
+from rag.manifest import FORMAT_VERSION, DocumentInfo, Manifest, SkippedInfo
 from rag.metadata import MetaField
+from rag.sentence_vectors import SentenceVectors
 from rag.sentences import split_sentences
 from rag.vectors import VectorIndex, choose_kind
 
@@ -92,28 +107,23 @@ class StoredDocument:
         return page or None
 
 
-@dataclass(frozen=True)
-class Sentence:
-    """One sentence of a chunk; answers quote whole sentences, so they are embedded too."""
-
-    doc: str
-    start: int
-    end: int
-
-
 @dataclass
 class SearchIndex:
     """Everything retrieval and answering need, loaded in memory from one complete build."""
 
     path: Path
     manifest: Manifest
-    chunks: list[Chunk]
+    chunks: ChunkTable
     documents: dict[str, StoredDocument]
     vectors: VectorIndex
     lexical: LexicalIndex
-    sentences: list[Sentence]
-    chunk_sentences: list[list[int]]  # per chunk row: its sentence rows, in order
-    sentence_vectors: np.ndarray
+    sentences: SentenceTable
+    chunk_sentences: ChunkSentences  # per chunk row: its sentence rows, in order
+    # Embedded on first use with the embedder bound by the Retriever (one cache per index).
+    sentence_vectors: SentenceVectors = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sentence_vectors = SentenceVectors(self.sentence_text, self.manifest.dim)
 
     @cached_property
     def lowered_text(self) -> str:
@@ -184,22 +194,22 @@ def sentence_table(
     chunks: Sequence[Chunk], texts: dict[str, str]
 ) -> tuple[list[Sentence], list[list[int]]]:
     """Unique sentences of all chunks and, per chunk, the rows of its sentences."""
-    rows: dict[Sentence, int] = {}
-    per_chunk: list[list[int]] = []
-    for chunk in chunks:
-        mine = []
-        for start, end in split_sentences(texts[chunk.doc], chunk.start, chunk.end):
-            mine.append(rows.setdefault(Sentence(chunk.doc, start, end), len(rows)))
-        per_chunk.append(mine)
-    return list(rows), per_chunk
+    spans = [split_sentences(texts[c.doc], c.start, c.end) for c in chunks]
+    return sentence_rows(chunks, spans)
 
 
 def embed_texts(
-    texts: Sequence[str], embedder: Embedder, reuse: dict[str, np.ndarray], progress: bool
+    texts: Sequence[str],
+    embedder: Embedder,
+    reuse: dict[str, np.ndarray],
+    progress: bool,
+    batch_size: int = EMBED_BATCH,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, list[str], int]:
     """Passage vectors for ``texts``, embedding only those missing from ``reuse``.
 
-    Returns the matrix, the per-row text keys and how many texts were newly embedded.
+    Returns the matrix, the per-row text keys and how many texts were newly embedded;
+    ``on_progress(done, total)`` hears of each embedded batch (for a server's build status).
     """
     keys = [_key(t) for t in texts]
     todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in reuse}.items())
@@ -207,10 +217,12 @@ def embed_texts(
     fresh: dict[str, np.ndarray] = {}
     started = last_log = time.monotonic()
     with tqdm(total=len(todo), desc="embedding", unit="text", disable=not progress) as bar:
-        for batch in _batches(todo, EMBED_BATCH):
+        for batch in _batches(todo, batch_size):
             vectors = embedder.embed_passages([t for _, t in batch])
             fresh.update((k, v) for (k, _), v in zip(batch, vectors, strict=True))
             bar.update(len(batch))
+            if on_progress is not None:
+                on_progress(len(fresh), len(todo))
             now = time.monotonic()
             if now - last_log >= PROGRESS_LOG_SECONDS:  # for logs, where no bar is drawn
                 last_log = now
@@ -274,19 +286,28 @@ def build_index(
     *,
     progress: bool = False,
     corpus: Corpus | None = None,
+    embed_batch: int = EMBED_BATCH,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Manifest:
     """Chunk, embed and index the corpus, then atomically publish the result.
 
     Holds the folder's build lock throughout (waiting up to ``config.lock_timeout`` seconds
     for another build) and fails before any embedding when the folder cannot be written.
+    ``embed_batch`` is how many texts go to one ``embed_passages`` call; an embedder that
+    spreads a call over many workers wants it large.
     """
     corpus = corpus or load_corpus(config.corpus_dir)  # a bad corpus fails before any lock
     with index_lock(config.index_dir, config.lock_timeout):
-        return _build_locked(config, embedder, progress, corpus)
+        return _build_locked(config, embedder, progress, corpus, embed_batch, on_progress)
 
 
 def _build_locked(
-    config: IndexConfig, embedder: Embedder, progress: bool, corpus: Corpus
+    config: IndexConfig,
+    embedder: Embedder,
+    progress: bool,
+    corpus: Corpus,
+    embed_batch: int = EMBED_BATCH,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Manifest:
     started = time.perf_counter()
     index_dir = config.index_dir
@@ -304,7 +325,9 @@ def _build_locked(
             "RAG_INDEX_DIR to a writable folder"
         ) from None
     try:
-        manifest = _write_build(config, embedder, progress, corpus, tmp, started)
+        manifest = _write_build(
+            config, embedder, progress, corpus, tmp, started, embed_batch, on_progress
+        )
         os.replace(tmp, builds / name)
     except OSError as exc:  # e.g. the disk filled up: the live index is untouched
         why = exc.strerror or f"{exc}: is the disk full?"  # NumPy's short write has no errno
@@ -334,6 +357,8 @@ def _write_build(
     corpus: Corpus,
     tmp: Path,
     started: float,
+    embed_batch: int = EMBED_BATCH,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Manifest:
     """Every file of one build into ``tmp``, the manifest with their checksums last."""
     for skipped in corpus.skipped:
@@ -342,20 +367,17 @@ def _write_build(
     reuse = _reusable_vectors(config.index_dir, embedder)
     doc_texts = {d.id: d.text for d in corpus.documents}
     sentences, chunk_sentences = sentence_table(chunks, doc_texts)
-    texts = [passage_text(c) for c in chunks] + [
-        doc_texts[s.doc][s.start : s.end] for s in sentences
-    ]
-    all_vectors, keys, embedded = embed_texts(texts, embedder, reuse, progress)
-    vectors = all_vectors[: len(chunks)]
+    texts = [passage_text(c) for c in chunks]
+    vectors, keys, embedded = embed_texts(
+        texts, embedder, reuse, progress, embed_batch, on_progress
+    )
 
     kind = choose_kind(config.ann, len(chunks), config.ann_threshold)
     _save_vectors(VectorIndex.build(vectors, kind), tmp / "vectors.faiss")
-    np.save(tmp / "embeddings.npy", all_vectors)
+    np.save(tmp / "embeddings.npy", vectors)
     (tmp / "keys.txt").write_text("\n".join(keys), encoding="utf-8")
     LexicalIndex.build([c.text for c in chunks]).save(tmp / "bm25")
-    _write_jsonl(tmp / "chunks.jsonl", (asdict(c) for c in chunks))
-    _write_jsonl(tmp / "sentences.jsonl", (asdict(s) for s in sentences))
-    (tmp / "chunk_sentences.json").write_text(json.dumps(chunk_sentences), encoding="utf-8")
+    write_tables(tmp, [d.id for d in corpus.documents], chunks, sentences, chunk_sentences)
     _write_jsonl(tmp / "documents.jsonl", (_document_row(d) for d in corpus.documents))
     per_doc: dict[str, int] = {}
     for chunk in chunks:
@@ -432,34 +454,39 @@ def _read_jsonl(path: Path) -> list[dict[str, object]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def load_index(index_dir: Path) -> SearchIndex:
+def load_index(index_dir: Path, *, verify: bool = False) -> SearchIndex:
     """Load the live build; the symlink is resolved once so a concurrent swap cannot mix builds.
 
     Every file is checked against its checksum and the files against each other first: a
-    damaged build raises :class:`IndexDamagedError` naming the file, never serves.
+    damaged build raises :class:`IndexDamagedError` naming the file, never serves. Files whose
+    stat is unchanged since they were last hashed are not hashed again (rag/checksums.py)
+    unless ``verify``.
     """
     link = current_path(index_dir)
     if not (link / MANIFEST).is_file():
         raise IndexMissingError(f"no index in {index_dir}: run 'rag index' first")
     path = link.resolve()
     manifest = read_part(path, MANIFEST, Manifest.read)
+    if manifest.format_version != FORMAT_VERSION:  # another layout: rebuilt, not read
+        raise IndexMismatchError(
+            f"index format {manifest.format_version} != {FORMAT_VERSION}: run 'rag index'"
+        )
     if manifest.files is not None:
-        bad = checksum_problem(path, manifest.files)
+        bad = checksum_problem(path, manifest.files, full=verify)
         if bad is not None:
             raise damaged(path / bad[0], bad[1])
-    chunks = read_part(path, "chunks.jsonl", _rows(Chunk))
     documents = read_part(
         path,
         "documents.jsonl",
         lambda p: {str(row["id"]): StoredDocument.from_row(row) for row in _read_jsonl(p)},
     )
-    vectors = read_part(path, "vectors.faiss", VectorIndex.load)
-    lexical = read_part(path, "bm25", lambda p: LexicalIndex.load(p, size=len(chunks)))
-    sentences = read_part(path, "sentences.jsonl", _rows(Sentence))
-    chunk_sentences = read_part(
-        path, "chunk_sentences.json", lambda p: json.loads(p.read_text(encoding="utf-8"))
+    chunks, sentences, chunk_sentences = read_part(
+        path, CHUNKS_FILE, lambda p: read_tables(path, list(documents), documents)
     )
-    all_vectors = read_part(path, "embeddings.npy", np.load)
+    # Chunk vectors, memory-mapped: paged in where HNSW results are re-scored.
+    exact = read_part(path, "embeddings.npy", lambda p: np.load(p, mmap_mode="r"))
+    vectors = read_part(path, "vectors.faiss", lambda p: VectorIndex.load(p, exact))
+    lexical = read_part(path, "bm25", lambda p: LexicalIndex.load(p, size=len(chunks)))
     index = SearchIndex(
         path,
         manifest,
@@ -469,9 +496,8 @@ def load_index(index_dir: Path) -> SearchIndex:
         lexical,
         sentences,
         chunk_sentences,
-        np.ascontiguousarray(all_vectors[len(chunks) :]),
     )
-    check_index(index, all_vectors)
+    check_index(index, exact)
     return index
 
 
@@ -547,5 +573,7 @@ def _check(
         return None, "no index yet", None
     except IndexDamagedError as exc:
         return None, exc.message, exc
+    except IndexMismatchError as exc:  # an older layout: rebuilt, reusing its chunk vectors
+        return None, str(exc), None
     problem = index_problem(index.manifest, config, embedder, corpus)
     return (index, "", None) if problem is None else (None, problem, None)

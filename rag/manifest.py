@@ -10,8 +10,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 # 2: documents carry header metadata with offsets; 3: formats and encodings, file checksums,
-# a hard maximum chunk length
-FORMAT_VERSION = 3
+# a hard maximum chunk length; 4: offset tables, one vector per chunk (sentences embedded lazily)
+FORMAT_VERSION = 4
 
 
 class DocumentInfo(BaseModel):

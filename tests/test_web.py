@@ -895,3 +895,243 @@ def test_hostile_article_markup_shows_as_text_and_never_runs(browser: Any, xss_s
         p.shot("phone-hostile-article-no-javascript")
     finally:
         p.close()
+
+
+# --- the articles: start page list, example questions, upload and delete ----------------------
+
+LIBRARY_ARTICLES = {
+    "server.txt": (
+        "阿里云发布新一代磐久服务器\n2024-09-19\n\n作者：李四\n\n"
+        "阿里云在杭州云栖大会上发布了新一代磐久服务器。"
+        "新服务器单机支持16卡GPU，可提供最高3.2Tbps的扩展网络带宽。\n"
+    ),
+    "price.txt": (
+        "通义千问主力模型再次降价\n2024-05-21\n\n"
+        "通义千问三款主力模型再次大幅降价，最高降幅达到85%。"
+        "降价后每百万tokens的价格低至0.3元。\n"
+    ),
+}
+EARPHONE = ("耳机.txt", XSS_ARTICLE.replace(SCRIPT, "").replace(IMG, ""))
+ROBOT = (
+    "robot.md",
+    "# 杭州机器人展开幕\n\n2024-10-08\n\n杭州机器人展今天开幕，共有120家企业参展。\n"
+    "展会上最受关注的是一款能爬楼梯的送货机器人。\n",
+)
+
+
+def test_render_lists_articles_and_examples_escaped() -> None:
+    from rag.web.page import example_questions
+    from rag.web.render import ArticleRow
+
+    rows = (
+        ArticleRow("x.txt", f"标题{SCRIPT}", "2024-05-01", 3, "html", "gb18030", author="张三"),
+        ArticleRow("y.txt", "没有日期", None, 1),
+    )
+    examples = example_questions(rows)
+    assert examples == (
+        f"《标题{SCRIPT}》讲了什么？",
+        "《没有日期》讲了什么？",
+        f"《标题{SCRIPT}》这篇文章的作者是谁？",
+    )
+    context = PageContext(False, False, "extractive", 2, 99, rows, examples)
+    page = render_page(context)
+    assert page.count("<script") == 1 and "&lt;script&gt;" in page
+    assert "2024-05-01 · 3 段 · html · gb18030" in page and "无日期 · 1 段" in page
+    assert f'value="《标题{html.escape(SCRIPT)}》讲了什么？"' in page
+    assert 'form class="examples" id="examples" method="post" action="/ask"' in page
+    assert example_questions((rows[1],)) == ("《没有日期》讲了什么？",)  # no byline: no author
+    many = tuple(ArticleRow(f"{i}.txt", f"第{i}篇", None, 1) for i in range(13))
+    page = render_page(PageContext(False, False, "extractive", 13, 99, many))
+    assert page.count('<li data-id="') == 10 and "另有 3 篇" in page
+
+
+@pytest.fixture(scope="module")
+def library_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two short articles in a temporary folder the page may change."""
+    corpus = tmp_path_factory.mktemp("web-library")
+    for name, text in LIBRARY_ARTICLES.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def library_server(
+    tmp_path_factory: pytest.TempPathFactory, library_corpus: Path, e5: E5Embedder
+) -> Iterator[str]:
+    """A server on :func:`library_corpus`, keys off."""
+    settings = _settings(library_corpus, tmp_path_factory.mktemp("web-library-index"))
+    with _serve(settings, e5) as url:
+        yield url
+
+
+def _drop(page: Any, selector: str, name: str, text: str) -> None:
+    """Drop a file on ``selector`` the way a browser does (a DataTransfer holding a File)."""
+    transfer = page.evaluate_handle(
+        """([name, text]) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File([text], name, { type: "text/plain" }));
+            return dt;
+        }""",
+        [name, text],
+    )
+    page.dispatch_event(selector, "dragover", {"dataTransfer": transfer})
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
+@pytest.mark.slow
+def test_articles_listed_uploaded_asked_and_deleted_on_the_page(
+    browser: Any, library_server: str
+) -> None:
+    expect = _expect()
+    p = Page(browser, library_server, LAPTOP)
+    page = p.page
+    try:
+        intro = page.locator("#article-list li")
+        expect(intro).to_have_count(2)
+        expect(intro.first.locator(".article-title")).to_have_text("阿里云发布新一代磐久服务器")
+        expect(intro.first.locator(".article-meta")).to_contain_text("2024-09-19 ·")
+        examples = page.locator("#examples button")
+        expect(examples.first).to_have_text("《阿里云发布新一代磐久服务器》讲了什么？")
+        expect(examples.last).to_have_text("《阿里云发布新一代磐久服务器》这篇文章的作者是谁？")
+        p.shot("laptop-start-articles")
+        examples.last.click()
+        expect(page.locator("#c1 .reply .answer")).to_contain_text("李四")
+
+        page.click("#articles-button")
+        dialog = page.locator("#articles")
+        expect(dialog).to_be_visible()
+        expect(dialog.locator("#articles-list li")).to_have_count(2)
+        expect(page.locator("#accepted-types")).to_contain_text(".txt")
+        page.set_input_files(
+            "#file-input",
+            files=[{"name": EARPHONE[0], "mimeType": "text/plain", "buffer": EARPHONE[1].encode()}],
+        )
+        expect(page.locator("#upload-message")).to_have_text("索引已更新，可以提问了。")
+        expect(dialog.locator("#articles-list li")).to_have_count(3)
+        expect(page.locator("#article-list li")).to_have_count(3)
+        expect(page.locator("#library-line")).to_have_text("已收录 3 篇文章。")
+        expect(page.locator("#build-status")).to_contain_text("3 篇文章")
+
+        _drop(page, "#drop-zone", *ROBOT)
+        expect(dialog.locator("#articles-list li")).to_have_count(4)
+        robot = dialog.locator('#articles-list li[data-id="robot.md"]')
+        expect(robot.locator(".article-title")).to_have_text("杭州机器人展开幕")
+        expect(robot.locator(".article-meta")).to_contain_text("2024-10-08")
+        robot.locator(".article-title").click()  # the whole article opens in the reader
+        expect(page.locator("#reader-body")).to_contain_text("能爬楼梯的送货机器人")
+        expect(page.locator("#reader-date")).to_have_text("2024-10-08")
+        page.click("#reader-close")
+        expect(dialog).to_be_visible()
+
+        # An article the reader cannot use is refused with the reason; nothing changes.
+        _drop(page, "#drop-zone", "空白.txt", "   \n")
+        expect(page.locator("#upload-message.is-error")).to_contain_text("上传失败：'空白.txt'")
+        p.shot("laptop-articles")
+
+        # Delete: cancel first, then confirm.
+        robot.locator("button.delete").click()
+        robot.locator("button.cancel").click()
+        expect(robot.locator("button.delete")).to_be_visible()
+        robot.locator("button.delete").click()
+        expect(robot).to_contain_text("删除这篇文章？")
+        robot.locator("button.confirm").click()
+        expect(dialog.locator("#articles-list li")).to_have_count(3)
+        expect(page.locator('#article-list li[data-id="robot.md"]')).to_have_count(0)
+        page.click("#articles-close")
+
+        p.ask(XSS_PRICE)
+        reply = page.locator("#c2 .reply")
+        expect(reply.locator(".answer")).to_contain_text("售价为1999元")
+        _, _, body = _http(f"{library_server}/api/documents/{urllib.parse.quote(EARPHONE[0])}")
+        expect(reply.locator(".source-title")).to_have_text(json.loads(body)["title"])
+    finally:
+        p.close()
+
+
+@pytest.mark.slow
+def test_skipped_files_and_build_progress_show_in_the_articles_view(
+    browser: Any, library_server: str, library_corpus: Path
+) -> None:
+    expect = _expect()
+    corpus = library_corpus
+    (corpus / "blank.txt").write_text(" \n \n", encoding="utf-8")  # unusable in any encoding
+    p = Page(browser, library_server, PHONE)
+    page = p.page
+    try:
+        with page.expect_response("**/api/index") as response:
+            page.evaluate("fetch('/api/index', {method: 'POST'})")
+        assert response.value.status == 202
+        page.click("#articles-button")
+        skipped = page.locator("#skipped-list li")
+        expect(skipped).to_have_count(1, timeout=60_000)
+        expect(skipped.locator(".path")).to_have_text("blank.txt")
+        expect(skipped).to_contain_text("whitespace")
+        p.shot("phone-articles-skipped")
+        skipped.locator("button.delete").click()  # a skipped file can be deleted too
+        skipped.locator("button.confirm").click()
+        expect(skipped).to_have_count(0, timeout=60_000)
+        assert not (corpus / "blank.txt").exists()
+        # A build shows its progress on the button and in the view while it runs: a long
+        # article (about 150 new texts to embed) keeps it running for a few seconds.
+        long_text = "长文章的标题\n2024-10-09\n\n" + "".join(
+            f"第{i}段说明杭州第{i}号仓库存放了{i * 7}台机器人，由{i % 9}号团队维护。\n"
+            for i in range(120)
+        )
+        _drop(page, "#drop-zone", "long.txt", long_text)
+        expect(page.locator("#articles-button.is-building")).to_be_visible()
+        expect(page.locator("#build-status")).to_contain_text("正在建立索引")
+        expect(page.locator("#build-progress")).to_be_visible()
+        expect(page.locator("#upload-message")).to_have_text(
+            "索引已更新，可以提问了。", timeout=120_000
+        )
+        expect(page.locator("#build-progress")).to_be_hidden()
+        expect(page.locator('#articles-list li[data-id="long.txt"]')).to_have_count(1)
+        page.locator('#articles-list li[data-id="long.txt"] button.delete').click()
+        page.locator('#articles-list li[data-id="long.txt"] button.confirm').click()
+        expect(page.locator('#articles-list li[data-id="long.txt"]')).to_have_count(0)
+    finally:
+        (corpus / "blank.txt").unlink(missing_ok=True)
+        p.close()
+
+
+@pytest.mark.slow
+def test_examples_work_without_javascript(browser: Any, library_server: str) -> None:
+    expect = _expect()
+    p = Page(browser, library_server, LAPTOP, java_script_enabled=False)
+    page = p.page
+    try:
+        expect(page.locator("#articles-button")).to_be_hidden()
+        expect(page.locator("#article-list li").first).to_be_visible()
+        page.locator("#examples button").last.click()
+        expect(page).to_have_url(re.compile(r"/ask$"))
+        expect(page.locator("#t1 .answer")).to_contain_text("李四")
+    finally:
+        p.close()
+
+
+@pytest.mark.slow
+def test_an_upload_asks_for_the_admin_key_when_one_is_needed(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder
+) -> None:
+    expect = _expect()
+    corpus = tmp_path_factory.mktemp("web-admin")
+    for name, text in LIBRARY_ARTICLES.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    settings = _settings(corpus, tmp_path_factory.mktemp("web-admin-index"))
+    settings = settings.model_copy(update={"admin_keys": "page-admin"})
+    with _serve(settings, e5) as url:
+        p = Page(browser, url, LAPTOP)
+        page = p.page
+        try:
+            expect(page.locator("#key-dialog")).to_be_hidden()  # asking needs no key
+            expect(page.locator("#key-button")).to_be_visible()
+            page.click("#articles-button")
+            _drop(page, "#drop-zone", *ROBOT)
+            expect(page.locator("#key-dialog")).to_be_visible()
+            expect(page.locator("#key-error")).to_have_text("修改文章需要管理员密钥。")
+            page.fill("#key-input", "page-admin")
+            page.press("#key-input", "Enter")
+            expect(page.locator('#articles-list li[data-id="robot.md"]')).to_have_count(1)
+            assert (corpus / ROBOT[0]).is_file()
+        finally:
+            p.close()

@@ -18,7 +18,8 @@ from rag.api.admission import Slots
 from rag.api.errors import install_error_handlers
 from rag.api.metrics import Metrics
 from rag.api.middleware import AccessMiddleware, GuardMiddleware, flat_routes
-from rag.api.routes import api, openai, ops, web
+from rag.api.routes import api, documents, openai, ops, web
+from rag.api.routes.documents import UPLOAD_ROUTE
 from rag.api.schemas import ERROR_RESPONSES
 from rag.llm import ChatClient
 from rag.service import Service
@@ -56,13 +57,17 @@ def create_app(settings: Settings | None = None, llm: ChatClient | None = None) 
     install_error_handlers(app)
     app.include_router(ops.router)
     app.include_router(api.router)
+    app.include_router(documents.router)
     app.include_router(openai.router)
     app.include_router(web.router)
     # Added innermost first: Access wraps CORS, which wraps the guard (see middleware.py).
+    # Admin keys read too; with no API keys reading stays open (the routes check changes).
+    readers = settings.api_key_list + settings.admin_key_list if settings.api_key_list else []
     app.add_middleware(
         GuardMiddleware,
-        api_keys=settings.api_key_list,
+        api_keys=readers,
         max_body=settings.max_body_bytes,
+        body_limits={UPLOAD_ROUTE: settings.max_upload_bytes},
         max_url=settings.max_url_bytes,
         read_timeout=settings.read_timeout,
         rate_limit=settings.rate_limit,
@@ -72,7 +77,7 @@ def create_app(settings: Settings | None = None, llm: ChatClient | None = None) 
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )

@@ -167,10 +167,12 @@ class GuardMiddleware:
         read_timeout: float = 30.0,
         rate_limit: str = "",
         slots: Slots | None = None,
+        body_limits: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.app = app
         self.keys = [k.encode() for k in api_keys]
         self.max_body = max_body
+        self.body_limits = body_limits or {}  # (method, path) -> its own limit (uploads)
         self.max_url = max_url
         self.read_timeout = read_timeout
         self.rate_limit = rate_limit
@@ -239,17 +241,18 @@ class GuardMiddleware:
         sent = dict(scope.get("headers", []))
         declared = sent.get(b"content-length")
         body: bytes | None = None
-        if declared is None or not declared.isdigit() or int(declared) <= self.max_body:
+        limit = self.body_limits.get((scope["method"], scope["path"]), self.max_body)
+        if declared is None or not declared.isdigit() or int(declared) <= limit:
             try:
                 async with asyncio.timeout(self.read_timeout):
-                    body = await self._read_body(receive)
+                    body = await self._read_body(receive, limit)
             except TimeoutError:
                 message = f"the request body did not arrive within {self.read_timeout:g} seconds"
                 close = [(b"connection", b"close")]
                 await _refuse(scope, receive, send, 408, message, "request_timeout", headers=close)
                 return
         if body is None:
-            message = f"request body over {self.max_body} bytes"
+            message = f"request body over {limit} bytes"
             await _refuse(scope, receive, send, 413, message, "body_too_large")
             return
         replay = _replay(body, receive)
@@ -259,7 +262,7 @@ class GuardMiddleware:
             return
         await self.app(scope, replay, send)
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    async def _read_body(self, receive: Receive, limit: int) -> bytes | None:
         """The whole body (bounded); None when it is too large.
 
         Bodies here are small JSON documents, so buffering costs nothing and lets an
@@ -273,7 +276,7 @@ class GuardMiddleware:
                 break  # client went away; let the app see the disconnect
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_body:
+            if size > limit:
                 return None
             if not message.get("more_body", False):
                 break

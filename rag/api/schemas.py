@@ -136,10 +136,63 @@ class DocumentSummary(BaseModel):
     title: str
     date: str | None
     chunks: int
+    # Given when the index records them (builds that read several formats); otherwise null.
+    format: str | None = None
+    encoding: str | None = None
 
 
 class DocumentOut(DocumentSummary):
     text: str
+
+
+class AddedOut(BaseModel):
+    id: str
+    bytes: int
+    replaced: bool = Field(description="an article of that name was replaced")
+
+
+class SkippedOut(BaseModel):
+    path: str = Field(description="relative to the corpus folder")
+    reason: str
+
+
+class ProgressOut(BaseModel):
+    done: int = Field(description="texts embedded so far in this build")
+    total: int = Field(description="texts this build embeds (unchanged text is reused)")
+
+
+class BuildOut(BaseModel):
+    """The build being served."""
+
+    id: str = Field(description="the build's folder name: changes with every new build")
+    built_at: str
+    documents: int
+    chunks: int
+    embedded: int
+    reused: int
+    seconds: float
+
+
+class IndexStatusOut(BaseModel):
+    state: Literal["idle", "building"]
+    progress: ProgressOut | None = Field(None, description="while building")
+    pending: bool = Field(False, description="another build follows (changes came in)")
+    last_build: BuildOut | None = None
+    skipped: list[SkippedOut] = []
+    error: str | None = Field(None, description="why the last build failed (old index served)")
+    editable: bool = Field(description="articles can be added and deleted here")
+    suffixes: list[str] = Field(description="file types accepted for upload")
+
+
+class UploadOut(BaseModel):
+    ids: list[str]
+    documents: list[AddedOut]
+    index: IndexStatusOut
+
+
+class DeleteOut(BaseModel):
+    id: str
+    index: IndexStatusOut
 
 
 class ModelCard(BaseModel):

@@ -4,6 +4,9 @@
  * linked [n] markers and its sources (or, when the articles do not answer, the related
  * passages), open a source with the quote highlighted.
  *
+ * The articles view lists the articles, uploads files (picker or drag and drop), deletes
+ * them after a confirmation, and follows the index build that every change starts.
+ *
  * No framework and no build step. Text from the server or the articles reaches the page only
  * as text nodes (Node.append / textContent), never as HTML.
  */
@@ -19,6 +22,13 @@
  *            outcome?: Outcome, confidence?: number|null, short_answer?: ShortAnswer|null,
  *            related?: Citation[]}} RagInfo
  * @typedef {{id: string, title: string, date: string|null, text: string}} Doc
+ * @typedef {{id: string, title: string, date: string|null, chunks: number,
+ *            format?: string|null, encoding?: string|null}} Article
+ * @typedef {{state: "idle"|"building", progress: {done: number, total: number}|null,
+ *            pending: boolean, skipped: {path: string, reason: string}[], error: string|null,
+ *            editable: boolean, suffixes: string[],
+ *            last_build: {documents: number, chunks: number, embedded: number, reused: number,
+ *                         seconds: number, built_at: string}|null}} IndexStatus
  * @typedef {{question: string, answer: string, citations: Citation[], related: Citation[],
  *            short: Citation|null, done: boolean, failed: boolean, view: TurnView}} Turn
  */
@@ -50,6 +60,7 @@ const keyDialog = /** @type {HTMLDialogElement} */ (byId("key-dialog"));
 const keyInput = /** @type {HTMLInputElement} */ (byId("key-input"));
 const keyError = byId("key-error");
 const needsKey = document.body.dataset.keys === "on";
+const adminKeys = document.body.dataset.admin === "on";
 
 const state = {
   /** @type {Turn[]} */ turns: [],
@@ -387,15 +398,18 @@ function outcomeOf(rag) {
   return outcome === "answered" && !rag.answerable ? "none" : outcome;
 }
 
-/** @param {Response} res */
-async function errorMessage(res) {
+/**
+ * @param {Response} res
+ * @param {string} [prefix] what failed, in front of the server's message
+ */
+async function errorMessage(res, prefix = "服务器出错") {
   try {
     const body = await res.json();
-    if (body && body.error && body.error.message) return `服务器出错：${body.error.message}`;
+    if (body && body.error && body.error.message) return `${prefix}：${body.error.message}`;
   } catch {
     /* not JSON */
   }
-  return `服务器出错（HTTP ${res.status}）。`;
+  return `${prefix}（HTTP ${res.status}）。`;
 }
 
 /**
@@ -709,6 +723,312 @@ async function openReader(citation, siblings, kicker) {
   else body.prepend(el("p", { class: "notice" }, "文章已更新，找不到这段引文。"));
 }
 
+// --- articles -----------------------------------------------------------------------------
+
+const articlesDialog = /** @type {HTMLDialogElement} */ (byId("articles"));
+const articlesButton = byId("articles-button");
+const fileInput = /** @type {HTMLInputElement} */ (byId("file-input"));
+const dropZone = byId("drop-zone");
+const uploadMessage = byId("upload-message");
+const buildProgress = /** @type {HTMLProgressElement} */ (byId("build-progress"));
+const POLL_MS = 400;
+const INTRO_ARTICLES = 10; // the start page lists the newest ones (render.py INTRO_ARTICLES)
+const library = { polling: false, editable: true };
+
+/** @param {number} ms */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Date, chunk count, format and encoding (the same words as render.py article_meta).
+ * @param {Article} a
+ */
+function articleMeta(a) {
+  const parts = [a.date || "无日期", `${a.chunks} 段`];
+  for (const value of [a.format, a.encoding]) if (value) parts.push(value);
+  return parts.join(" · ");
+}
+
+/**
+ * @param {string} message
+ * @param {boolean} [error]
+ */
+function say(message, error = false) {
+  uploadMessage.textContent = message;
+  uploadMessage.hidden = !message;
+  uploadMessage.classList.toggle("is-error", error);
+}
+
+/**
+ * A change (upload, delete), asking for an admin key when the server wants one.
+ * @param {string} url
+ * @param {RequestInit} init
+ */
+async function change(url, init) {
+  let res = await fetch(url, { ...init, headers: headers() });
+  if ((res.status === 401 || res.status === 403) && (needsKey || adminKeys)) {
+    if (res.status === 403) storeKey("");
+    if (await askForKey("修改文章需要管理员密钥。")) {
+      res = await fetch(url, { ...init, headers: headers() });
+    }
+  }
+  return res;
+}
+
+/** Newest first, undated last (as the start page lists them). @param {Article[]} docs */
+function newestFirst(docs) {
+  return [...docs].sort(
+    (a, b) => (b.date || "").localeCompare(a.date || "") || a.title.localeCompare(b.title),
+  );
+}
+
+/** @param {Article[]} docs */
+function renderArticles(docs) {
+  const sorted = newestFirst(docs);
+  byId("library-line").textContent = `已收录 ${docs.length} 篇文章。`;
+  const intro = sorted.slice(0, INTRO_ARTICLES).map((a) =>
+    el(
+      "li",
+      { "data-id": a.id },
+      el("span", { class: "article-title" }, a.title),
+      el("span", { class: "article-meta" }, articleMeta(a)),
+    ),
+  );
+  const more = sorted.length - INTRO_ARTICLES;
+  if (more > 0) intro.push(el("li", { class: "more" }, `另有 ${more} 篇`));
+  document.getElementById("article-list")?.replaceChildren(...intro);
+  byId("articles-list").replaceChildren(...sorted.map(articleRow));
+}
+
+/** One row of the articles view, with delete and its confirmation. @param {Article} a */
+function articleRow(a) {
+  const title = el("button", { type: "button", class: "article-title", title: "阅读原文" }, a.title);
+  title.addEventListener("click", () => openArticle(a.id, a.title));
+  const text = el(
+    "div",
+    { class: "article-text" },
+    title,
+    el("span", { class: "article-meta" }, `${a.id} · ${articleMeta(a)}`),
+  );
+  return removableRow(a.id, a.title, text);
+}
+
+/**
+ * A list item for one file with a delete button that asks for confirmation first.
+ * @param {string} id
+ * @param {string} title
+ * @param {Node} text
+ */
+function removableRow(id, title, text) {
+  const a = { id, title };
+  const actions = el("div", { class: "row-actions" });
+  const row = el("li", { "data-id": id }, text, actions);
+  const idle = () => {
+    const remove = el("button", { type: "button", class: "ghost delete" }, "删除");
+    remove.hidden = !library.editable;
+    remove.addEventListener("click", confirming);
+    actions.replaceChildren(remove);
+  };
+  const confirming = () => {
+    const yes = el("button", { type: "button", class: "ghost danger confirm" }, "确定删除");
+    const no = el("button", { type: "button", class: "ghost cancel" }, "取消");
+    yes.addEventListener("click", () => removeArticle(a, yes));
+    no.addEventListener("click", idle);
+    actions.replaceChildren(el("span", { class: "danger" }, "删除这篇文章？"), yes, no);
+    no.focus();
+  };
+  idle();
+  return row;
+}
+
+/**
+ * Show a whole article in the reader (over the articles view).
+ * @param {string} id
+ * @param {string} title
+ */
+async function openArticle(id, title) {
+  const token = ++state.readerToken;
+  const body = byId("reader-body");
+  byId("reader-kicker").textContent = "原文";
+  byId("reader-title").textContent = title;
+  byId("reader-date").textContent = "";
+  body.replaceChildren(el("p", { class: "status" }, "正在打开原文"));
+  if (!reader.open) reader.showModal();
+  try {
+    const doc = await getDocument(id);
+    if (token !== state.readerToken) return;
+    byId("reader-date").textContent = doc.date || "";
+    body.replaceChildren(doc.text);
+    body.scrollTop = 0;
+  } catch (err) {
+    if (token !== state.readerToken) return;
+    const reason = err instanceof Error ? err.message : String(err);
+    body.replaceChildren(el("p", { class: "notice", role: "alert" }, `无法打开原文。${reason}`));
+  }
+}
+
+/**
+ * @param {{id: string, title: string}} a
+ * @param {HTMLButtonElement} button
+ */
+async function removeArticle(a, button) {
+  button.disabled = true;
+  try {
+    const path = a.id.split("/").map(encodeURIComponent).join("/");
+    const res = await change(`/api/documents/${path}`, { method: "DELETE" });
+    if (!res.ok) {
+      say(await errorMessage(res, "删除失败"), true);
+      button.disabled = false;
+      return;
+    }
+    say(`已删除《${a.title}》，正在更新索引…`);
+    followBuild();
+  } catch {
+    say("无法连接到服务器，请稍后重试。", true);
+    button.disabled = false;
+  }
+}
+
+/** @param {FileList|File[]} files */
+async function upload(files) {
+  const list = Array.from(files);
+  if (!list.length) return;
+  const body = new FormData();
+  for (const file of list) body.append("file", file, file.name);
+  say(`正在上传 ${list.length} 个文件…`);
+  try {
+    const res = await change("/api/documents", { method: "POST", body });
+    if (!res.ok) {
+      say(await errorMessage(res, "上传失败"), true);
+      return;
+    }
+    const result = await res.json();
+    /** @type {{id: string, replaced: boolean}[]} */
+    const added = result.documents;
+    const replaced = added.filter((d) => d.replaced).length;
+    const note = replaced ? `（替换了 ${replaced} 篇同名文章）` : "";
+    say(`已上传 ${result.ids.join("、")}${note}，正在建立索引…`);
+    followBuild();
+  } catch {
+    say("无法连接到服务器，请稍后重试。", true);
+  }
+}
+
+/** @param {IndexStatus} status */
+function renderStatus(status) {
+  library.editable = status.editable;
+  byId("articles-locked").hidden = status.editable;
+  dropZone.hidden = !status.editable;
+  byId("accepted-types").textContent = `支持 ${status.suffixes.join(" ")}`;
+  fileInput.accept = status.suffixes.join(",");
+  const building = status.state === "building" || status.pending;
+  articlesButton.classList.toggle("is-building", building);
+  buildProgress.hidden = !building;
+  const line = byId("build-status");
+  if (building) {
+    const p = status.progress;
+    if (p && p.total) {
+      buildProgress.max = p.total;
+      buildProgress.value = p.done;
+      line.textContent = `正在建立索引：已向量化 ${p.done} / ${p.total} 段文本`;
+    } else {
+      buildProgress.removeAttribute("value"); // indeterminate while reading the articles
+      line.textContent = "正在建立索引…";
+    }
+  } else if (status.error) {
+    line.textContent = `上次建立索引失败：${status.error}（仍在使用之前的索引）`;
+  } else if (status.last_build) {
+    const b = status.last_build;
+    line.textContent =
+      `${b.documents} 篇文章，${b.chunks} 段；上次索引新向量化 ${b.embedded} 段、` +
+      `复用 ${b.reused} 段，用时 ${b.seconds.toFixed(1)} 秒`;
+  }
+  const skipped = byId("skipped");
+  skipped.hidden = !status.skipped.length;
+  byId("skipped-list").replaceChildren(
+    ...status.skipped.map((s) =>
+      removableRow(
+        s.path,
+        s.path,
+        el("div", {}, el("span", { class: "path" }, s.path), el("span", {}, s.reason)),
+      ),
+    ),
+  );
+}
+
+/** @returns {Promise<IndexStatus|null>} */
+async function fetchStatus() {
+  const res = await fetch("/api/index", { headers: headers() });
+  return res.ok ? res.json() : null;
+}
+
+async function refreshArticles() {
+  const res = await fetch("/api/documents", { headers: headers() });
+  if (res.ok) renderArticles(await res.json());
+}
+
+/** Poll the build until it is done, then show the new list (the server has swapped). */
+async function followBuild() {
+  if (library.polling) return;
+  library.polling = true;
+  try {
+    for (;;) {
+      const status = await fetchStatus();
+      if (!status) break;
+      renderStatus(status);
+      if (status.state === "idle" && !status.pending) {
+        await refreshArticles();
+        state.docs.clear(); // articles may have changed
+        if (!uploadMessage.classList.contains("is-error")) {
+          say(status.error ? "" : "索引已更新，可以提问了。");
+        }
+        break;
+      }
+      await sleep(POLL_MS);
+    }
+  } catch {
+    say("无法连接到服务器，请稍后重试。", true);
+  } finally {
+    library.polling = false;
+  }
+}
+
+async function openArticles() {
+  if (!articlesDialog.open) articlesDialog.showModal();
+  try {
+    const status = await fetchStatus();
+    if (status) renderStatus(status);
+    await refreshArticles();
+    if (status && (status.state === "building" || status.pending)) followBuild();
+  } catch {
+    say("无法连接到服务器，请稍后重试。", true);
+  }
+}
+
+articlesButton.hidden = false;
+articlesButton.addEventListener("click", openArticles);
+byId("articles-close").addEventListener("click", () => articlesDialog.close());
+fileInput.addEventListener("change", () => {
+  upload(fileInput.files || []);
+  fileInput.value = "";
+});
+dropZone.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  dropZone.classList.add("is-over");
+});
+dropZone.addEventListener("dragleave", () => dropZone.classList.remove("is-over"));
+dropZone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  dropZone.classList.remove("is-over");
+  upload(event.dataTransfer?.files || []);
+});
+
+const examples = document.getElementById("examples");
+examples?.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const button = /** @type {SubmitEvent} */ (event).submitter;
+  if (button instanceof HTMLButtonElement && button.value && !state.busy) ask(button.value);
+});
+
 // --- wiring -------------------------------------------------------------------------------
 
 function autosize() {
@@ -765,7 +1085,7 @@ byId("new-chat").addEventListener("click", (event) => {
 });
 
 const keyButton = byId("key-button");
-keyButton.hidden = !needsKey;
+keyButton.hidden = !(needsKey || adminKeys);
 keyButton.addEventListener("click", () => askForKey());
 
 const banner = byId("net-banner");

@@ -15,9 +15,12 @@ from rag.answer import MODES
 from rag.api.deps import check_question
 from rag.citations import Answer
 from rag.errors import InvalidInputError, RagError
+from rag.index import SearchIndex
 from rag.service import Service
 from rag.settings import Settings
-from rag.web.render import PageContext, render_page, sources_for
+from rag.web.render import ArticleRow, PageContext, render_page, sources_for
+
+EXAMPLE_ARTICLES = 3  # the newest articles get an example question each
 
 
 @dataclass(frozen=True)
@@ -28,14 +31,49 @@ class FormResult:
 
 
 def page_context(service: Service, settings: Settings) -> PageContext:
-    documents = len(service.answerer.engine.index.documents) if service.ready else None
+    index = service.answerer.engine.index if service.ready else None
+    articles = article_rows(index) if index is not None else ()
     return PageContext(
         keys_required=bool(settings.api_key_list),
         llm=service.llm is not None,
         default_mode="auto" if service.llm is not None else "extractive",
-        documents=documents,
+        documents=len(index.documents) if index is not None else None,
         max_question_chars=settings.max_question_chars,
+        articles=articles,
+        examples=example_questions(articles),
+        admin_keys=bool(settings.admin_key_list),
     )
+
+
+def article_rows(index: SearchIndex) -> tuple[ArticleRow, ...]:
+    """The served articles, newest first (undated last), with what the manifest knows."""
+    infos = {d.id: d for d in index.manifest.documents}
+    rows = [
+        ArticleRow(
+            id=doc.id,
+            title=doc.title,
+            date=doc.date,
+            chunks=infos[doc.id].chunks if doc.id in infos else 0,
+            format=getattr(infos.get(doc.id), "format", None),
+            encoding=getattr(infos.get(doc.id), "encoding", None),
+            author=infos[doc.id].author if doc.id in infos else None,
+        )
+        for doc in index.documents.values()
+    ]
+    rows.sort(key=lambda r: r.title)
+    rows.sort(key=lambda r: r.date or "", reverse=True)
+    return tuple(rows)
+
+
+def example_questions(articles: tuple[ArticleRow, ...]) -> tuple[str, ...]:
+    """Questions any article answers, made from the newest titles (never written per article):
+    what it says, and for the newest with a byline who wrote it."""
+    newest = articles[:EXAMPLE_ARTICLES]
+    questions = [f"《{a.title}》讲了什么？" for a in newest]
+    signed = next((a for a in newest if a.author), None)
+    if signed is not None:
+        questions.append(f"《{signed.title}》这篇文章的作者是谁？")
+    return tuple(questions)
 
 
 def key_accepted(keys: list[str], form_key: str, authorization: str) -> bool:
@@ -58,7 +96,8 @@ def answer_form(
     """Answer one form submission; every outcome, errors included, is a whole page."""
     context = page_context(service, settings)
     asked = question.strip()
-    if settings.api_key_list and not key_accepted(settings.api_key_list, key, authorization):
+    keys = settings.api_key_list + settings.admin_key_list  # admins may ask too
+    if settings.api_key_list and not key_accepted(keys, key, authorization):
         message = "需要有效的 API 密钥：请在表单里填写。"
         return FormResult(401, render_page(context, question=question, asked=asked, error=message))
     try:

@@ -28,8 +28,23 @@ NOTICES: dict[Outcome, str] = {
     "none": "收录的文章里没有找到能回答这个问题的内容。",
 }
 SOURCE_HEADINGS: dict[Outcome, str] = {"answered": "来源", "related": "相关段落"}
+# Articles listed on the start page (newest first); app.js INTRO_ARTICLES says the same.
+INTRO_ARTICLES = 10
 # Characters of article text shown on each side of a quote in the no-JS page.
 CONTEXT_CHARS = 80
+
+
+@dataclass(frozen=True)
+class ArticleRow:
+    """One article as the start page lists it."""
+
+    id: str
+    title: str
+    date: str | None
+    chunks: int
+    format: str | None = None
+    encoding: str | None = None
+    author: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,9 @@ class PageContext:
     default_mode: str
     documents: int | None  # None while the index is still loading
     max_question_chars: int
+    articles: tuple[ArticleRow, ...] = ()
+    examples: tuple[str, ...] = ()
+    admin_keys: bool = False  # changes need a key even when asking does not
 
 
 @dataclass(frozen=True)
@@ -144,6 +162,9 @@ def render_page(
         default_mode=_e(context.default_mode),
         intro_hidden=" hidden" if turn else "",
         library=_e(_library(context.documents)),
+        articles=_articles_html(context.articles),
+        examples=_examples_html(context.examples),
+        admin="on" if context.admin_keys else "off",
         conversation=turn,
         max_chars=context.max_question_chars,
         question=_e(question),
@@ -154,6 +175,40 @@ def render_page(
 
 def _library(documents: int | None) -> str:
     return "索引加载中…" if documents is None else f"已收录 {documents} 篇文章。"
+
+
+def article_meta(row: ArticleRow) -> str:
+    """Date, chunk count, format and encoding, as app.js ``articleMeta`` writes them."""
+    parts = [row.date or "无日期", f"{row.chunks} 段"]
+    parts += [value for value in (row.format, row.encoding) if value]
+    return " · ".join(parts)
+
+
+def _articles_html(articles: Sequence[ArticleRow]) -> str:
+    """The newest articles (the articles view lists them all); the same markup as app.js."""
+    items = "".join(
+        f'<li data-id="{_e(a.id)}"><span class="article-title">{_e(a.title)}</span>'
+        f'<span class="article-meta">{_e(article_meta(a))}</span></li>'
+        for a in articles[:INTRO_ARTICLES]
+    )
+    more = len(articles) - INTRO_ARTICLES
+    if more > 0:
+        items += f'<li class="more">另有 {more} 篇</li>'
+    return f'<ul class="article-list" id="article-list">{items}</ul>'
+
+
+def _examples_html(examples: Sequence[str]) -> str:
+    """Example questions as buttons of a form that posts to /ask: they work without JavaScript."""
+    if not examples:
+        return ""
+    buttons = "".join(
+        f'<button type="submit" class="example" name="question" value="{_e(q)}">{_e(q)}</button>'
+        for q in examples
+    )
+    return (
+        '<form class="examples" id="examples" method="post" action="/ask" accept-charset="utf-8">'
+        f'<p class="examples-label">可以这样问：</p>{buttons}</form>'
+    )
 
 
 def _mode_field(context: PageContext) -> str:
