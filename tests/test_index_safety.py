@@ -4,6 +4,7 @@ one index folder per corpus; and what ``rag serve`` tells the person who starts 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -247,6 +248,33 @@ def test_damage_made_after_a_verified_load_is_still_found(
     culprit = "chunk_sentences.npy" if restamped else "embeddings.npy"
     assert f"damaged index file {build / culprit}" in caught.value.message
     assert restamped or "embeddings.npy" in hashed
+
+
+@pytest.mark.slow
+def test_rag_index_verify_hashes_what_the_stat_cache_vouches_for(
+    index_copy: Path, sample_corpus: Path, run_rag: Run
+) -> None:
+    """Bit rot keeps a file's stats: the cache then vouches for it, and only --verify looks."""
+    build = live_build(index_copy)
+    where = ["--corpus", sample_corpus, "--index-dir", index_copy]
+    assert run_rag("index", "--verify", *where).returncode == 0
+    path = build / "embeddings.npy"
+    good = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = bytearray(path.read_bytes())
+    data[-100:] = bytes(100)
+    path.write_bytes(bytes(data))
+    st = path.stat()  # the stat record says this file was hashed as it is and was good
+    record = {
+        "embeddings.npy": [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, good]
+    }
+    (build / VERIFIED).write_text(json.dumps(record), encoding="utf-8")
+    load_index(index_copy)  # the cache vouches: not hashed
+
+    checked = run_rag("index", "--verify", *where)
+
+    assert checked.returncode == 2, checked.stderr
+    assert len(checked.stderr.splitlines()) == 1, checked.stderr
+    assert f"damaged index file {path}" in checked.stderr
 
 
 def test_a_garbled_stat_record_means_hashing_everything(
