@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, UploadFile
 
@@ -28,7 +28,9 @@ from rag.api.schemas import (
     UploadOut,
 )
 from rag.errors import ForbiddenError, NotFoundError, UnauthorizedError
+from rag.index import StoredDocument
 from rag.library import Upload, accepted_suffixes
+from rag.manifest import DocumentInfo
 from rag.service import Service
 
 router = APIRouter(prefix="/api", tags=["documents"])
@@ -107,20 +109,19 @@ def _relative(path: str, corpus_dir: str) -> str:
 def documents(answerer: AnswererDep) -> list[DocumentSummary]:
     index = answerer.engine.index
     infos = {d.id: d for d in index.manifest.documents}
-    rows = []
-    for doc in index.documents.values():
-        info = infos.get(doc.id)
-        rows.append(
-            DocumentSummary(
-                id=doc.id,
-                title=doc.title,
-                date=doc.date,
-                chunks=info.chunks if info else 0,
-                format=getattr(info, "format", None),
-                encoding=getattr(info, "encoding", None),
-            )
-        )
-    return rows
+    return [DocumentSummary(**_summary(doc, infos.get(doc.id))) for doc in index.documents.values()]
+
+
+def _summary(doc: StoredDocument, info: DocumentInfo | None) -> dict[str, Any]:
+    """What the article list and the reader both show of one article."""
+    return {
+        "id": doc.id,
+        "title": doc.title,
+        "date": doc.date,
+        "chunks": info.chunks if info else 0,
+        "format": info.format if info else None,
+        "encoding": info.encoding if info else None,
+    }
 
 
 @router.get(
@@ -135,15 +136,7 @@ def document(doc_id: str, answerer: AnswererDep) -> DocumentOut:
     if doc is None:
         raise NotFoundError(f"no document {doc_id!r}")
     info = next((d for d in index.manifest.documents if d.id == doc_id), None)
-    return DocumentOut(
-        id=doc.id,
-        title=doc.title,
-        date=doc.date,
-        chunks=info.chunks if info else 0,
-        format=getattr(info, "format", None),
-        encoding=getattr(info, "encoding", None),
-        text=doc.text,
-    )
+    return DocumentOut(**_summary(doc, info), text=doc.text)
 
 
 @router.post(
