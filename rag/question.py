@@ -151,6 +151,10 @@ def sub_questions(text: str) -> list[str]:
     return clauses[:MAX_SUB_QUESTIONS] if len(clauses) > 1 else [text]
 
 
+# "各重多少", "各有几个", "各是什么": 各 asking one value per item, like 分别.
+_EACH = re.compile(r"各(?:自)?[\u4e00-\u9fff]?(?:多少|几|是|为|有|占)")
+
+
 def _parts(text: str, years: tuple[str, ...], multi: bool) -> int:
     """How many separate facts the question asks for (1 to 3)."""
     count = len(sub_questions(text))
@@ -166,7 +170,11 @@ def analyse(text: str) -> QuestionInfo:
     """Parse a question once; results are cached because every stage asks again."""
     lowered = text.lower()
     years = tuple(_YEAR.findall(text))
-    multi = any(cue in lowered for cue in _MULTI_CUES) or len(set(years)) > 1
+    multi = (
+        any(cue in lowered for cue in _MULTI_CUES)
+        or len(set(years)) > 1
+        or bool(_EACH.search(text))
+    )
     return QuestionInfo(
         text=text,
         language=detect_language(text),

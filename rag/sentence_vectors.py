@@ -52,6 +52,17 @@ class SentenceVectors:
             for row, vector in zip(rows, matrix, strict=True):
                 self._cache[int(row)] = np.asarray(vector, dtype=np.float32)
 
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """The cached rows and their vectors (to keep on disk between training runs)."""
+        with self._lock:
+            rows = np.fromiter(self._cache.keys(), dtype=np.int64, count=len(self._cache))
+            vectors = (
+                np.stack(list(self._cache.values()))
+                if self._cache
+                else np.zeros((0, self.dim), dtype=np.float32)
+            )
+        return rows, vectors
+
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()

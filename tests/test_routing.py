@@ -56,6 +56,7 @@ def test_short_numeric_question_with_one_clear_sentence_is_extractive(
             "2023年和2024年的两篇文章中,担任阿里云智能集团CEO的分别是谁?",
             "multi-part question (2 parts)",
         ),
+        ("两篇文章的作者各是谁?", "multi-part question (2 parts)"),
         (
             "根据第三方市调机构Canalys最新发布的2022年中国云市场数据,"
             "阿里云在2022年占中国云市场份额的具体百分比数字是多少?",
@@ -71,6 +72,7 @@ def test_short_numeric_question_with_one_clear_sentence_is_extractive(
         "english-explain",
         "two-questions",
         "two-years",
+        "each",
         "long",
     ],
 )

@@ -319,6 +319,30 @@ def without_lexical_match(candidate: Candidate) -> Candidate:
     return Candidate(candidate.sentence, tuple(values))
 
 
+# Lexical features a paraphrase weakens (see ``with_damped_lexical_match``).
+DAMPED = (
+    "overlap",
+    "overlap_window",
+    "overlap_gap",
+    "char_cover",
+    "longest_common",
+    "title_overlap",
+)
+
+
+def with_damped_lexical_match(candidate: Candidate, factor: float) -> Candidate:
+    """The candidate as a paraphrase of its question would see it: the shared-word features
+    scaled by ``factor`` (between 0, no shared word, and 1, as asked)."""
+    values = list(candidate.features)
+    overlap = values[EVIDENCE_FEATURES.index("overlap")]
+    for name in DAMPED:
+        values[EVIDENCE_FEATURES.index(name)] *= factor
+    i = EVIDENCE_FEATURES.index("new_chars")
+    values[i] = 1.0 - (1.0 - values[i]) * factor
+    values[EVIDENCE_FEATURES.index("evidence_score")] -= W_OVERLAP * overlap * (1.0 - factor)
+    return Candidate(candidate.sentence, tuple(values))
+
+
 def _neighbour_rows(index: SearchIndex, s: ScoredSentence) -> list[int]:
     """The rows of the sentences before and after ``s`` in its document (within the index)."""
     return [

@@ -24,6 +24,7 @@ import random
 import re
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,10 @@ from rag.answering.features import (
     Candidate,
     answerability_row,
     evidence_candidates,
+    with_damped_lexical_match,
     without_lexical_match,
 )
+from rag.answering.near_miss import near_misses
 from rag.answering.qa_sets import QACorpus, QAItem, QASet, lay_out, load_sets, sample, split
 from rag.answering.selector import (
     ANSWERABILITY_MODEL,
@@ -47,11 +50,13 @@ from rag.answering.selector import (
     EVIDENCE_MODEL,
     MODELS_DIR,
     RELEVANCE_MODEL,
+    THRESHOLD_GROUPS,
     blended_order,
     definition_first,
     has_words,
     kind_first,
     span_probability,
+    threshold_group,
     unknown_names,
 )
 from rag.engine import load_engine
@@ -64,6 +69,8 @@ from rag.settings import Settings
 SEED = 7
 FOLDS = 5
 TARGET_FALSE_ABSTENTION = 0.05
+ON_TOPIC = ("kept", "removed", "nearmiss")  # about what the corpus covers, answered or not
+NEAR_MISS_SHARE = 0.3  # of answerable questions, turned into near misses (near_miss.py)
 LOW_OVERLAP = 0.6  # about a third of the QA questions share less of their gold sentence
 # Shared by every model: fixed seeds and deterministic, so a rebuild gives the same files.
 COMMON_PARAMS = {
@@ -99,6 +106,20 @@ NONSENSE = (
     "！！",
 )
 
+EVERYDAY_FILE = Path(__file__).parent / "data" / "everyday.txt"
+
+
+def everyday_questions(side: str) -> list[str]:
+    """Everyday questions (weather, food, chat) of one side, "train" or "validation": off-topic
+    negatives unlike Wikipedia questions, which always name something specific."""
+    lines = [
+        line.strip()
+        for line in EVERYDAY_FILE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    return lines[0::2] if side == "train" else lines[1::2]
+
+
 # Questions on the bundled articles: validation only, never trained on.
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED_SETS = (REPO.parent / "shared" / "eval" / "dev.jsonl", REPO / "bench" / "heldout.jsonl")
@@ -110,7 +131,10 @@ log = logging.getLogger("train_evidence")
 class Example:
     """One question as the service sees it, with its labels."""
 
-    kind: str  # "kept" (answer in the corpus), "removed", "offtopic", "nonsense"
+    # "kept" (answer in the corpus), "removed", "nearmiss" (a kept question with a year, number
+    # or name changed: see near_miss.py), "offtopic", "everyday" (weather, food, chat:
+    # data/everyday.txt), "nonsense"
+    kind: str
     info: QuestionInfo
     candidates: list[Candidate]
     labels: list[int]  # per candidate: does the sentence hold a gold answer?
@@ -147,9 +171,17 @@ def _holds(cand: Candidate, gold: list[tuple[str, int, int]]) -> bool:
 
 
 def collect(
-    answerer: Answerer, corpus: QACorpus, extra: list[str], limit: int | None, seed: int
+    answerer: Answerer,
+    corpus: QACorpus,
+    extra: list[str],
+    limit: int | None,
+    seed: int,
+    near_miss_share: float = 0.0,
+    checkpoint: Callable[[], None] | None = None,
+    everyday: Sequence[str] = (),
 ) -> list[Example]:
-    """Run every question (and the ``extra`` off-topic ones) through retrieval and features."""
+    """Run every question (and the ``extra`` off-topic ones, and near misses made from a
+    ``near_miss_share`` of the answerable ones) through retrieval and features."""
     index = answerer.engine.index
     items = list(corpus.qa.items)
     random.Random(seed).shuffle(items)
@@ -164,7 +196,16 @@ def collect(
         )
         for i in items
     ]
+    if near_miss_share > 0:
+        kept = [i for i in items if corpus.answerable(i)]
+        corpus_text = "\n".join(
+            p.text for pid, p in corpus.qa.paragraphs.items() if pid not in corpus.removed
+        )
+        pairs = [(i.question, corpus.qa.paragraphs[i.paragraph].text) for i in kept]
+        misses = near_misses(pairs, corpus_text, near_miss_share, seed)
+        jobs += [("nearmiss", m.question, [], 1.0) for m in misses]
     jobs += [("offtopic", q, [], 1.0) for q in extra]
+    jobs += [("everyday", q, [], 1.0) for q in everyday]
     jobs += [("nonsense", q, [], 1.0) for q in NONSENSE]
     jobs = [job for job in jobs if job[1].strip()]  # a few DRCD questions are blank
     examples = []
@@ -181,6 +222,8 @@ def collect(
         if n % 200 == 0 or n == len(jobs):
             rate = n / (time.perf_counter() - started)
             print(f"  features {n}/{len(jobs)} ({rate:.1f} questions/s)", file=sys.stderr)
+            if checkpoint and n % 1000 == 0:
+                checkpoint()
     return examples
 
 
@@ -200,6 +243,10 @@ class Variant:
     # Weight of a second judge on the e5 scores alone (DENSE_JUDGE) in the answerability
     # probability, mixed with the first: 0 = one judge.
     dense_mix: float = 0.0
+    # Train the judges on the near-miss questions too (they are always scored on validation).
+    near_miss: bool = False
+    # Share of Chinese training questions also seen with damped shared-word features (damp()).
+    damp_share: float = 0.0
 
 
 VARIANTS = {
@@ -257,6 +304,12 @@ VARIANTS["robust+en+blend+paraphrase"] = Variant(
 VARIANTS["robust+en+blend+mix"] = Variant(
     "robust+en+blend+mix", drop=COPY_FEATURES, english_share=0.25, blend=1.0, dense_mix=0.7
 )
+VARIANTS["robust+en+blend+near"] = Variant(
+    "robust+en+blend+near", drop=COPY_FEATURES, english_share=0.25, blend=1.0, near_miss=True
+)
+VARIANTS["robust+en+blend+damp"] = Variant(
+    "robust+en+blend+damp", drop=COPY_FEATURES, english_share=0.25, blend=1.0, damp_share=0.3
+)
 DEFAULT_VARIANTS = ("robust+en+blend",)
 
 
@@ -264,6 +317,24 @@ def _as_english(ex: Example) -> Example:
     info = replace(ex.info, language="en")
     cands = [without_lexical_match(c) for c in ex.candidates]
     return Example(ex.kind, info, cands, ex.labels, ex.hits, 0, ex.overlap)
+
+
+def damp(examples: list[Example], share: float, seed: int) -> list[Example]:
+    """The examples plus copies of a random ``share`` of the Chinese ones with their shared-word
+    features scaled down by a random factor (0.2-0.8), labels kept: the judges then meet
+    answerable questions that share few words with their sentence, as paraphrased news
+    questions do, and unanswerable ones that share few words too."""
+    if share <= 0:
+        return examples
+    rng = random.Random(seed + 2)
+    extra = []
+    for ex in examples:
+        if ex.info.language != "zh" or not ex.candidates or rng.random() >= share:
+            continue
+        factor = rng.uniform(0.2, 0.8)
+        cands = [with_damped_lexical_match(c, factor) for c in ex.candidates]
+        extra.append(Example(ex.kind, ex.info, cands, ex.labels, ex.hits, ex.unknown, ex.overlap))
+    return examples + extra
 
 
 def augment(examples: list[Example], share: float, seed: int) -> list[Example]:
@@ -375,7 +446,10 @@ def fit(variant: Variant, examples: list[Example], index: SearchIndex, span: boo
     """Ranker on every training question; judges on out-of-fold ranker scores."""
     import lightgbm
 
+    if not variant.near_miss:
+        examples = [ex for ex in examples if ex.kind != "nearmiss"]
     examples = augment(examples, variant.english_share, SEED)
+    examples = damp(examples, variant.damp_share, SEED)
     ranked = out_of_fold(examples, variant)
     rows, labels = judge_rows(index, examples, ranked, span)
     judge_x = rows.copy()
@@ -397,7 +471,7 @@ def fit(variant: Variant, examples: list[Example], index: SearchIndex, span: boo
     )
     # Relevance: is the question about what the corpus covers at all (answerable or removed
     # paragraph) or not (off-topic, nonsense)? It splits "related" from "nothing relevant".
-    on_topic = np.array([int(ex.kind in ("kept", "removed")) for ex in examples])
+    on_topic = np.array([int(ex.kind in ON_TOPIC) for ex in examples])
     relevance = lightgbm.train(
         JUDGE_PARAMS, lightgbm.Dataset(rows, on_topic, feature_name=names), JUDGE_ROUNDS
     )
@@ -428,6 +502,7 @@ class Scored:
     english: np.ndarray
     unknown: np.ndarray  # names a thing the corpus never mentions
     overlap: np.ndarray  # share of the question's characters in its gold sentence
+    groups: np.ndarray  # the threshold group of each question (``threshold_group``)
 
 
 def score_set(trained: Trained, examples: list[Example], index: SearchIndex, span: bool) -> Scored:
@@ -443,12 +518,45 @@ def score_set(trained: Trained, examples: list[Example], index: SearchIndex, spa
         np.array([ex.info.language != "zh" for ex in examples]),
         np.array([ex.info.language == "zh" and ex.unknown > 0 for ex in examples]),
         np.array([ex.overlap for ex in examples]),
+        np.array([threshold_group(ex.info) for ex in examples]),
     )
 
 
-def figures(s: Scored, threshold: float, related: float, related_en: float) -> dict[str, float]:
+def threshold_choices(sets: dict[str, Scored]) -> dict[str, dict[str, float]]:
+    """Each validation set's own choice per answer kind (``THRESHOLD_GROUPS``): the highest
+    threshold that keeps false abstention within the target among that kind's answerable
+    questions there (with the count of those questions)."""
+    out: dict[str, dict[str, float]] = {}
+    for group in THRESHOLD_GROUPS:
+        out[group] = {}
+        for name, v in sets.items():
+            positive = (v.kinds == "kept") & v.judged & (v.groups == group)
+            if positive.any():
+                out[group][name] = round(choose_threshold(v.probs, positive.astype(int)), 6)
+                out[group][f"{name}_questions"] = int(positive.sum())
+    return out
+
+
+def choose_thresholds(sets: dict[str, Scored]) -> dict[str, float]:
+    """One threshold per answer kind: the lowest of the sets' own choices, so false
+    abstention stays within the target on each of them."""
+    choices = threshold_choices(sets)
+    return {
+        group: min((v for k, v in c.items() if k in sets), default=0.0)
+        for group, c in choices.items()
+    }
+
+
+def _per_question(s: Scored, thresholds: dict[str, float]) -> np.ndarray:
+    return np.array([thresholds[g] for g in s.groups], dtype=np.float64)
+
+
+def figures(
+    s: Scored, thresholds: dict[str, float], related: float, related_en: float
+) -> dict[str, float]:
     """Sentence accuracy, abstention and outcome shares at the chosen thresholds."""
     kept = s.kinds == "kept"
+    threshold = _per_question(s, thresholds)
     # As rag/answering/selector.py decides: unknown names and empty input are "none",
     # English questions are answered when relevant, the rest by the answerability model.
     irrelevant = np.where(s.english, s.relevant < related_en, s.relevant < related) | s.empty
@@ -466,7 +574,7 @@ def figures(s: Scored, threshold: float, related: float, related_en: float) -> d
         "false_abstention": float(said_no[kept].mean()),
         "answered_and_correct": float((s.correct & ~said_no)[kept].mean()),
     }
-    for kind in ("removed", "unanswerable", "offtopic", "nonsense"):
+    for kind in ("removed", "nearmiss", "unanswerable", "offtopic", "everyday", "nonsense"):
         mask = s.kinds == kind
         if mask.any():
             out[f"abstention_{kind}"] = float(said_no[mask].mean())
@@ -494,12 +602,47 @@ def bundled_examples(work: Path) -> tuple[list[Example], SearchIndex]:
     return examples, engine.index
 
 
+SENTENCE_CACHE = "sentence-vectors.npz"  # beside a QA corpus's index: see _sentence_cache
+
+
+class _SentenceCache:
+    """Sentence vectors kept on disk beside a training or validation index, so a second
+    training run does not embed again the ~20k sentences its questions reach (the service
+    embeds them lazily, on first use). Keyed by the build they belong to; plain arrays only."""
+
+    def __init__(self, index: SearchIndex, index_dir: Path) -> None:
+        self.index = index
+        self.path = index_dir / SENTENCE_CACHE
+        self.build = (index_dir / "current").resolve().name
+        if self.path.is_file():
+            with np.load(self.path, allow_pickle=False) as data:
+                if str(data["build"]) == self.build:
+                    index.sentence_vectors.preload(data["rows"], data["vectors"])
+
+    def save(self) -> None:
+        rows, vectors = self.index.sentence_vectors.snapshot()
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez(tmp, build=np.array(self.build), rows=rows, vectors=vectors)
+        tmp.replace(self.path)
+
+
 def _examples_for(
-    qc: QACorpus, extra: list[str], limit: int | None, seed: int, settings: Settings
+    qc: QACorpus,
+    extra: list[str],
+    limit: int | None,
+    seed: int,
+    settings: Settings,
+    near_miss_share: float,
+    side: str,
 ) -> tuple[list[Example], SearchIndex]:
     engine = load_engine(settings, progress=True)
     answerer = Answerer(engine)
-    return collect(answerer, qc, extra, limit, seed), engine.index
+    cache = _SentenceCache(engine.index, settings.index_dir)
+    examples = collect(
+        answerer, qc, extra, limit, seed, near_miss_share, cache.save, everyday_questions(side)
+    )
+    cache.save()
+    return examples, engine.index
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -509,6 +652,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/work/cache/qa"))
     parser.add_argument("--out", type=Path, default=MODELS_DIR)
     parser.add_argument("--data", type=Path, default=None, help="folder of the shared QA sets")
+    parser.add_argument(
+        "--near-miss",
+        type=float,
+        default=NEAR_MISS_SHARE,
+        help="share of answerable questions also asked as near misses (0 = none)",
+    )
     parser.add_argument("--no-span", action="store_true", help="leave the span feature at 0")
     parser.add_argument(
         "--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=sorted(VARIANTS)
@@ -538,7 +687,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training corpus: {len(train_qa.paragraphs)} paragraphs", file=sys.stderr)
     train_qc = lay_out(train_qa, args.work / f"train-{args.paragraphs}")
     settings = Settings(corpus_dir=train_qc.corpus_dir, index_dir=train_qc.index_dir)
-    train_examples, train_index = _examples_for(train_qc, outside, None, SEED, settings)
+    train_examples, train_index = _examples_for(
+        train_qc, outside, None, SEED, settings, args.near_miss, "train"
+    )
 
     # Validation: the other side of the split, its own corpus; off-topic = training questions.
     val_qa = validation_side
@@ -549,25 +700,24 @@ def main(argv: list[str] | None = None) -> int:
     val_settings = Settings(corpus_dir=val_qc.corpus_dir, index_dir=val_qc.index_dir)
     val_extra = [i.question for i in train_qa.items[: max(20, len(val_qa.items) // 6)]]
     limit = args.validation_questions or None
-    val_examples, val_index = _examples_for(val_qc, val_extra, limit, SEED + 1, val_settings)
+    val_examples, val_index = _examples_for(
+        val_qc, val_extra, limit, SEED + 1, val_settings, args.near_miss, "validation"
+    )
     bundled, bundled_index = bundled_examples(args.work) if args.bundled else ([], val_index)
 
     import lightgbm
 
     report: dict[str, dict[str, Any]] = {}
-    results: dict[str, tuple[Trained, float, float, float]] = {}
+    results: dict[str, tuple[Trained, dict[str, float], float, float]] = {}
     for name in args.variants:
         trained = fit(VARIANTS[name], train_examples, train_index, span)
         wiki = score_set(trained, val_examples, val_index, span)
         sets = {"validation": wiki}
         if bundled:
             sets["bundled"] = score_set(trained, bundled, bundled_index, span)
-        # One threshold for every validation set: the lowest of each set's own choice, so
-        # false abstention stays within the target on each.
-        threshold = min(
-            choose_threshold(v.probs, ((v.kinds == "kept") & v.judged).astype(int))
-            for v in sets.values()
-        )
+        # One threshold per answer kind for every validation set: the lowest of each set's
+        # own choice, so false abstention stays within the target on each.
+        threshold = choose_thresholds(sets)
         on_topic = (wiki.kinds == "kept") | (wiki.kinds == "removed")
         related = choose_threshold(wiki.relevant, on_topic.astype(int))
         # English questions: no public set has them, so their cut-off is the same rule on the
@@ -579,7 +729,8 @@ def main(argv: list[str] | None = None) -> int:
             if english_kept.any():
                 related_en = choose_threshold(b.relevant, english_kept.astype(int))
         report[name] = {
-            "threshold": round(threshold, 6),
+            "thresholds": {k: round(v, 6) for k, v in threshold.items()},
+            "threshold_choices": threshold_choices(sets),
             "related_threshold": round(related, 6),
             "related_threshold_english": round(related_en, 6),
             **{k: figures(v, threshold, related, related_en) for k, v in sets.items()},
@@ -588,9 +739,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"variant {name}: {json.dumps(report[name])}", file=sys.stderr)
 
     def merit(name: str) -> float:
-        """Mean over the validation sets of top-1 sentence accuracy and answerability AUC."""
-        sets = [v for v in report[name].values() if isinstance(v, dict)]
-        return float(np.mean([v["sentence_accuracy"] + v["answerability_auc"] for v in sets]))
+        """The issue's targets, mean over the validation sets: the share of answerable
+        questions answered from the right sentence plus the share of unanswerable ones
+        (paragraph removed; the bundled sets' own) refused."""
+        total = []
+        for key in ("validation", "bundled"):
+            v = report[name].get(key)
+            if v:
+                refused = v.get("abstention_removed", v.get("abstention_unanswerable", 0.0))
+                total.append(v["answered_and_correct"] + refused)
+        return float(np.mean(total))
 
     chosen = max(args.variants, key=merit)
     trained, threshold, related, related_en = results[chosen]
@@ -625,16 +783,16 @@ def main(argv: list[str] | None = None) -> int:
             "english_share": trained.variant.english_share,
             "dropped_answerability_features": sorted(trained.variant.judge_drop),
             "blend": trained.variant.blend,
-            "rule": "highest mean of top-1 sentence accuracy + answerability AUC over the "
-            "validation sets",
+            "rule": "highest mean over the validation sets of answered-and-correct plus "
+            "abstention on unanswerable questions (paragraph removed; the bundled sets' own)",
         },
         "blend": trained.variant.blend,
         "dense_mix": trained.variant.dense_mix,
         "span_feature": span,
         "span_model_sha256": _sha256(MODELS_DIR / "span.txt") if span else None,
-        "threshold": threshold,
-        "threshold_rule": f"highest p with at most {TARGET_FALSE_ABSTENTION:.0%} of answerable "
-        "questions below it, on each validation set",
+        "thresholds": threshold,
+        "threshold_rule": f"per answer kind: highest p with at most {TARGET_FALSE_ABSTENTION:.0%} "
+        "of that kind's answerable questions below it, on each validation set",
         "related_threshold": related,
         "related_threshold_english": related_en,
         "related_rule": f"highest relevance p with at most {TARGET_FALSE_ABSTENTION:.0%} of "
