@@ -74,11 +74,11 @@ class Settings(BaseSettings):
     ann_threshold: int = Field(50_000, ge=1, description="Chunk count where 'auto' picks HNSW.")
     top_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
     embed_slots: int = Field(
-        0,
+        1,
         ge=0,
         le=64,
-        description="Query embeddings run at once (0: one per core); more wait "
-        "and are embedded together.",
+        description="Query-embedding passes at once, each with cores/slots threads (0: one "
+        "per core); queries that arrive meanwhile are embedded together in the next pass.",
     )
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. vLLM.")

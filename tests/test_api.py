@@ -279,6 +279,29 @@ def test_metrics_count_requests_and_latency(client: httpx.Client) -> None:
     assert ("rag_index_swaps_total", ()) in samples
 
 
+def test_metrics_count_query_embeddings_and_the_passes_that_made_them(
+    client: httpx.Client,
+) -> None:
+    """A new question is embedded once (one more embedding); one asked again is not."""
+
+    def counts() -> tuple[float, float]:
+        samples = _samples(client.get("/metrics").text)
+        return (
+            samples[("rag_query_embeddings_total", ())],
+            samples[("rag_query_embedding_passes_total", ())],
+        )
+
+    before = counts()
+    new = f"{UNIVERSAL} (metrics {id(before)})"
+    assert client.post("/api/search", json={"query": new}).status_code == 200
+    middle = counts()
+    assert client.post("/api/search", json={"query": new}).status_code == 200
+    after = counts()
+
+    assert middle == (before[0] + 1, before[1] + 1)
+    assert after == middle  # the query-vector cache answered
+
+
 def test_request_id_is_echoed_or_generated(client: httpx.Client) -> None:
     echoed = client.get("/healthz", headers={"X-Request-ID": "trace-42"})
     first = client.get("/healthz")
