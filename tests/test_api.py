@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,6 +278,17 @@ def test_metrics_count_requests_and_latency(client: httpx.Client) -> None:
     assert samples[("rag_retrieval_seconds_count", ())] >= 1
     assert samples[("rag_answers_total", (("answerable", "true"), ("mode", "extractive")))] >= 1
     assert ("rag_index_swaps_total", ()) in samples
+
+
+def test_the_server_embeds_queries_with_the_configured_slots(
+    api_server: LiveServer, api_index_dir: Path, e5: E5Embedder
+) -> None:
+    """RAG_EMBED_SLOTS reaches the served retriever (the default too: one pass, every core)."""
+    served = api_server.app.state.service.answerer.engine.retriever.batcher
+    assert served.slots == Settings().embed_slots == 1
+    with serve(api_settings(api_index_dir, embed_slots=2), e5) as server:
+        two = server.app.state.service.answerer.engine.retriever.batcher
+        assert (two.slots, two.threads) == (2, max(1, (os.cpu_count() or 1) // 2))
 
 
 def test_metrics_count_query_embeddings_and_the_passes_that_made_them(
