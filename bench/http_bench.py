@@ -609,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workload", choices=WORKLOADS, nargs="+", default=list(WORKLOADS))
     parser.add_argument("--endpoints", choices=ENDPOINTS, nargs="+", default=list(ENDPOINTS))
     parser.add_argument(
-        "--embed-slots", type=int, nargs="+", default=[1], help="RAG_EMBED_SLOTS, one server each"
+        "--embed-slots", type=int, nargs="+", default=[0], help="RAG_EMBED_SLOTS, one server each"
     )
     parser.add_argument(
         "--compare-with",

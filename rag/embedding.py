@@ -193,10 +193,11 @@ class QueryBatcher:
     A request that finds a slot free is embedded at once (a lone request never waits for a
     batching window); requests that arrive while the slots are busy queue and the next pass
     embeds them together. The model's weights are read once per pass, so one pass over 8
-    queries costs ~7% less CPU per query than 8 passes. One slot with every core (the default)
-    makes the biggest batches: with two slots of one core each, the slot that frees first
-    takes the first query that comes back, alone, and passes stay at one or two queries
-    (bench/README.md, "Throughput", has the policies measured).
+    queries costs ~7% less CPU per query than 8 passes. One slot per core (the default) keeps
+    a lone request on one thread, which is as fast as two for a short query, and holds up best
+    when other processes share the cores; one slot with every core makes bigger batches (less
+    CPU) but its threads wait for each other whenever one is descheduled (bench/README.md,
+    "Throughput", has both measured).
     """
 
     MAX_BATCH = 32

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     ann_threshold: int = Field(50_000, ge=1, description="Chunk count where 'auto' picks HNSW.")
     top_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
     embed_slots: int = Field(
-        1,
+        0,
         ge=0,
         le=64,
         description="Query-embedding passes at once, each with cores/slots threads (0: one "

@@ -283,12 +283,14 @@ def test_metrics_count_requests_and_latency(client: httpx.Client) -> None:
 def test_the_server_embeds_queries_with_the_configured_slots(
     api_server: LiveServer, api_index_dir: Path, e5: E5Embedder
 ) -> None:
-    """RAG_EMBED_SLOTS reaches the served retriever (the default too: one pass, every core)."""
+    """RAG_EMBED_SLOTS reaches the served retriever (the default too: one slot per core)."""
+    cores = os.cpu_count() or 1
     served = api_server.app.state.service.answerer.engine.retriever.batcher
-    assert served.slots == Settings().embed_slots == 1
-    with serve(api_settings(api_index_dir, embed_slots=2), e5) as server:
-        two = server.app.state.service.answerer.engine.retriever.batcher
-        assert (two.slots, two.threads) == (2, max(1, (os.cpu_count() or 1) // 2))
+    assert Settings().embed_slots == 0
+    assert (served.slots, served.threads) == (cores, 1)
+    with serve(api_settings(api_index_dir, embed_slots=1), e5) as server:
+        one = server.app.state.service.answerer.engine.retriever.batcher
+        assert (one.slots, one.threads) == (1, cores)
 
 
 def test_metrics_count_query_embeddings_and_the_passes_that_made_them(
