@@ -1,10 +1,10 @@
 """HTTP throughput and latency of ``/api/search`` and ``/api/ask`` next to the in-process calls.
 
 Starts ``python -m rag serve`` on a free loopback port over an index of the bundled articles and
-drives it with an asyncio + httpx load generator at several concurrencies, a fixed number of
-requests each, questions from ``../shared/eval/dev.jsonl`` and ``bench/heldout.jsonl``. The
-same calls (``Retriever.retrieve``, ``Answerer.answer``) are timed in this process alternately
-with single HTTP requests, so their ratio is measured under the same machine load.
+drives it at several concurrencies, a fixed number of requests each, questions from
+``../shared/eval/dev.jsonl`` and ``bench/heldout.jsonl``. The same calls
+(``Retriever.retrieve``, ``Answerer.answer``) are timed in this process alternately with single
+HTTP requests, so their ratio is measured under the same machine load.
 
 Two workloads: ``repeated`` cycles through the questions as they are, so after the first pass
 the retriever's query-vector cache answers; ``unique`` appends a request number to each
@@ -13,15 +13,21 @@ question, so every request embeds its query (the cost of a new question).
     python bench/http_bench.py                      # writes bench/results/http.json
     python bench/http_bench.py --workers 2 --omp-threads 1 --out /tmp/http-2w.json
     python bench/http_bench.py --endpoints search --workload unique --concurrency 1 16 \
-        --embed-slots 0 64 --out bench/results/http-policy.json     # thread policies, one run
+        --embed-slots 1 2 64 --rounds 3 --out bench/results/http-policy.json  # policies
 
 The **limit** of new-question throughput is cores / (one-thread, single-query embedding time),
 measured in this process before and after the load runs (median). ``--embed-slots`` runs one
-server per value (``RAG_EMBED_SLOTS``: 0 = one model pass per core with concurrent queries
-embedded together, 64 = every request thread embeds alone) in turn, for the same questions.
+server per value (``RAG_EMBED_SLOTS``: 1 = one model pass at a time with every core, over all
+the queries queued; 2 = two passes of one core each; 64 = nearly every request alone);
+``--compare-with DIR`` adds a server running another checkout's code with its defaults.
+``--rounds`` repeats every server and load, alternating the servers' order; the tables show
+medians.
 
-The load generator shares the machine with the server: on a small box its own CPU use is part
-of what is measured (the JSON records the core count and the load average).
+The load generator shares the machine with the server. By default it is a minimal asyncio
+client on uvloop (one pre-built write and one Content-Length read per request, ~0.2 ms of
+CPU a request against ~1.4 ms for httpx; ``--client httpx`` for comparison). Each run records
+the CPU the server, the client and every other process used over the measured requests, as
+shares of all the cores, and the server's mean query-embedding batch (from ``/metrics``).
 """
 
 from __future__ import annotations
@@ -39,15 +45,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION_FILES = (ROOT.parent / "shared" / "eval" / "dev.jsonl", ROOT / "bench" / "heldout.jsonl")
 OUT = ROOT / "bench" / "results" / "http.json"
+T = TypeVar("T")
 ENDPOINTS = ("search", "ask")
 WORKLOADS = ("repeated", "unique")
+CLIENTS = ("raw", "httpx")
 TOP_K = 5
 WARMUP = 5
 TARGETS = {
@@ -202,14 +210,21 @@ def free_port() -> int:
 
 
 def start_server(
-    index_dir: Path, port: int, workers: int, env_extra: dict[str, str], log: Path
+    index_dir: Path,
+    port: int,
+    workers: int,
+    env_extra: dict[str, str],
+    log: Path,
+    source: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
+    """``python -m rag serve`` with the ``rag`` package of the checkout ``source``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(env_extra)
+    env["PYTHONPATH"] = str(source)
     command = [sys.executable, "-m", "rag", "serve", "-q", "--index-dir", str(index_dir)]
     command += ["--port", str(port), "--workers", str(workers)]
     with log.open("wb") as out:
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=source)
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 300) -> None:
@@ -240,61 +255,163 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 # --- the load generator -----------------------------------------------------------------------
 
 
-def server_seconds(metrics: str, route: str) -> tuple[float, float]:
-    """(sum, count) of the server's own latency histogram for ``route``."""
+def server_counts(metrics: str, route: str) -> tuple[float, float, float, float]:
+    """(sum, count) of the server's own latency histogram for ``route``, and the queries its
+    batcher embedded and the model passes that did it."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    total = count = 0.0
+    total = count = embedded = passes = 0.0
     for family in text_string_to_metric_families(metrics):
         for s in family.samples:
-            if s.labels.get("route") != route:
+            if s.name == "rag_query_embeddings_total":
+                embedded = s.value
+            elif s.name == "rag_query_embedding_passes_total":
+                passes = s.value
+            elif s.labels.get("route") != route:
                 continue
-            if s.name == "rag_http_request_seconds_sum":
+            elif s.name == "rag_http_request_seconds_sum":
                 total = s.value
             elif s.name == "rag_http_request_seconds_count":
                 count = s.value
-    return total, count
+    return total, count, embedded, passes
+
+
+def system_busy() -> float:
+    """CPU seconds all cores have spent busy since boot (idle and iowait excluded)."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection over asyncio streams, for the load generator.
+
+    A request is one write of pre-built bytes and a response one header read plus a
+    Content-Length read: the client's CPU per request is a fraction of httpx's, which matters
+    when it shares two cores with the server it measures (``--client`` compares them).
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> RawConnection:
+        return cls(*await asyncio.open_connection(host, port))
+
+    @staticmethod
+    def request(method: str, path: str, body: bytes = b"") -> bytes:
+        head = f"{method} {path} HTTP/1.1\r\nhost: bench\r\ncontent-length: {len(body)}\r\n"
+        if body:
+            head += "content-type: application/json\r\n"
+        return head.encode() + b"\r\n" + body
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        """(status, body) of one request made by :meth:`request`."""
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length is None:
+            raise ValueError("a response without content-length")
+        return int(head[9:12]), await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop where installed (the server's loop too): less client CPU per request."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 async def load(
-    url: str, endpoint: str, concurrency: int, questions: Questions, n: int
+    url: str,
+    endpoint: str,
+    concurrency: int,
+    questions: Questions,
+    n: int,
+    server_pid: int,
+    client: str = "raw",
 ) -> dict[str, Any]:
-    """Send ``n`` requests with ``concurrency`` in flight; latency is per request, client side."""
+    """Send ``n`` requests with ``concurrency`` in flight; latency is per request, client side.
+
+    CPU seconds of the server, of this process (the load generator) and of the whole machine
+    are read around the measured requests only (after a warm-up of 2 x concurrency), so the
+    cores the server had are visible next to what the client and other processes took.
+    """
     import httpx
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    host, port = url.rsplit("//", 1)[1].split(":")
+    route = request_for(endpoint, "")[0]
     latencies: list[float] = []
     errors: list[str] = []
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    pool = httpx.AsyncClient(base_url=url, timeout=120, limits=limits)
+    opened = client == "raw"
+    raw = [await RawConnection.open(host, int(port)) for _ in range(concurrency * opened)]
 
-        async def worker(budget: list[int], record: bool) -> None:
-            while budget[0] > 0:
-                budget[0] -= 1
-                path, body = request_for(endpoint, questions.next())
-                started = time.perf_counter()
-                try:
-                    status = (await client.post(path, json=body)).status_code
-                    problem = None if status == 200 else f"HTTP {status}"
-                except httpx.HTTPError as exc:
-                    problem = f"{type(exc).__name__}: {exc}"
-                if record:
-                    latencies.append(time.perf_counter() - started)
-                    if problem:
-                        errors.append(problem)
+    async def post(slot: int, question: str) -> str | None:
+        path, body = request_for(endpoint, question)
+        try:
+            if client == "raw":
+                data = json.dumps(body, ensure_ascii=False).encode()
+                status, _ = await raw[slot].send(RawConnection.request("POST", path, data))
+            else:
+                status = (await pool.post(path, json=body)).status_code
+        except (httpx.HTTPError, OSError, ValueError, asyncio.IncompleteReadError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None if status == 200 else f"HTTP {status}"
 
+    async def worker(slot: int, budget: list[int], record: bool) -> None:
+        while budget[0] > 0:
+            budget[0] -= 1
+            question = questions.next()
+            started = time.perf_counter()
+            problem = await post(slot, question)
+            if record:
+                latencies.append(time.perf_counter() - started)
+                if problem:
+                    errors.append(problem)
+
+    async def metrics() -> tuple[float, float, float, float]:
+        # A connection of its own: the load's may have idled past the keep-alive timeout.
+        connection = await RawConnection.open(host, int(port))
+        try:
+            _, text = await connection.send(RawConnection.request("GET", "/metrics"))
+        finally:
+            await connection.close()
+        return server_counts(text.decode(), route)
+
+    try:
         warmup = [2 * concurrency]
-        await asyncio.gather(*(worker(warmup, False) for _ in range(concurrency)))
-        route = request_for(endpoint, "")[0]
-        before = server_seconds((await client.get("/metrics")).text, route)
+        await asyncio.gather(*(worker(i, warmup, False) for i in range(concurrency)))
+        before = await metrics()
+        cpu0 = (process_cpu(server_pid), process_cpu(os.getpid()), system_busy())
         budget = [n]
         started = time.perf_counter()
-        await asyncio.gather(*(worker(budget, True) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(i, budget, True) for i in range(concurrency)))
         wall = time.perf_counter() - started
-        after = server_seconds((await client.get("/metrics")).text, route)
-    served = after[1] - before[1]
+        cpu1 = (process_cpu(server_pid), process_cpu(os.getpid()), system_busy())
+        after = await metrics()
+    finally:
+        await pool.aclose()
+        for connection in raw:
+            await connection.close()
+    served, passes = after[1] - before[1], after[3] - before[3]
+    server_cpu, client_cpu, busy = (b - a for a, b in zip(cpu0, cpu1, strict=True))
+    cores = os.cpu_count() or 1
     return {
         "endpoint": endpoint,
         "workload": "unique" if questions.unique else "repeated",
+        "client": client,
         "concurrency": concurrency,
         "requests": n,
         "errors": len(errors),
@@ -305,6 +422,15 @@ async def load(
         # The server's own view (middleware to last byte). With several workers /metrics
         # comes from one of them, so this is a sample of that worker only.
         "server_mean_ms": round(1000 * (after[0] - before[0]) / served, 2) if served else None,
+        "server_cpu_ms_per_request": round(1000 * server_cpu / n, 2),
+        # Queries per model pass of the server's query batcher (1.0: no batching).
+        "mean_batch": round((after[2] - before[2]) / passes, 2) if passes else None,
+        "client_cpu_ms_per_request": round(1000 * client_cpu / n, 2),
+        # Shares of all the cores over the measured wall time: the server, the load generator,
+        # and every other process on the machine (busy time minus those two).
+        "server_cpu_share": round(server_cpu / wall / cores, 3),
+        "client_cpu_share": round(client_cpu / wall / cores, 3),
+        "others_cpu_share": round(max(0.0, busy - server_cpu - client_cpu) / wall / cores, 3),
     }
 
 
@@ -319,23 +445,23 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
         value = pair["http_over_in_process_p50"]
         out.append(
             {
-                "target": f"/api/{pair['endpoint']} ({pair['workload']}): "
+                "target": f"/api/{pair['endpoint']} ({pair['workload']}, {pair['server']}): "
                 f"HTTP p50 / in-process p50 <= {limit}",
                 "value": value,
                 "met": value <= limit,
             }
         )
     bare = results["bare_embedding"]
-    for run in results["http"]:
+    for run in medians(results["http"]):
         if run["endpoint"] != "search" or run["workload"] != "unique":
             continue
-        slots = run.get("embed_slots", 0)
+        slots = run["server"]
         if run["concurrency"] == 1:
             most = TARGETS["unique_search_c1_p50_over_bare_embedding_max"]
             value = round(run["p50_ms"] / bare["one_thread_p50_ms"], 2)
             out.append(
                 {
-                    "target": f"/api/search (unique, slots {slots}) c=1 p50 / one-thread "
+                    "target": f"/api/search (unique, {slots}) c=1 p50 / one-thread "
                     f"embedding p50 <= {most}",
                     "value": value,
                     "met": value <= most,
@@ -346,7 +472,7 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             value = round(bare["one_thread_cpu_ms"] / run["server_cpu_ms_per_request"], 3)
             out.append(
                 {
-                    "target": f"/api/search (unique, slots {slots}) c=16 bare embedding CPU / "
+                    "target": f"/api/search (unique, {slots}) c=16 bare embedding CPU / "
                     f"server CPU per request (the share of the limit with the cores free) >= "
                     f"{least}",
                     "value": value,
@@ -358,25 +484,27 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             value = round(run["rps"] / bare["limit_rps"], 3)
             out.append(
                 {
-                    "target": f"/api/search (unique, slots {slots}) c=16 req/s / limit "
+                    "target": f"/api/search (unique, {slots}) c=16 req/s / limit "
                     f"({bare['limit_rps']}) >= {least}",
                     "value": value,
                     "met": value >= least,
                 }
             )
-    for run in results["http"]:
+    for run in medians(results["http"]):
         if run["endpoint"] != "search" or run["concurrency"] != 16:
             continue
         rps, tail = TARGETS["search_rps_at_c16_min"], TARGETS["search_p99_over_p50_at_c16_max"]
         ratio = round(run["p99_ms"] / run["p50_ms"], 2)
         out += [
             {
-                "target": f"/api/search ({run['workload']}) at c=16: req/s >= {rps:.0f}",
+                "target": f"/api/search ({run['workload']}, {run['server']}) at c=16: "
+                f"req/s >= {rps:.0f}",
                 "value": run["rps"],
                 "met": run["rps"] >= rps,
             },
             {
-                "target": f"/api/search ({run['workload']}) at c=16: p99 / p50 <= {tail}",
+                "target": f"/api/search ({run['workload']}, {run['server']}) at c=16: "
+                f"p99 / p50 <= {tail}",
                 "value": ratio,
                 "met": ratio <= tail,
             },
@@ -384,37 +512,69 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+MEDIAN_KEYS = (
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "mean_batch",
+    "server_cpu_ms_per_request",
+    "client_cpu_ms_per_request",
+    "server_cpu_share",
+    "client_cpu_share",
+    "others_cpu_share",
+)
+
+
+def medians(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per server, endpoint, workload, client and concurrency: the median of each
+    figure over the rounds (errors summed)."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in runs:
+        key = (r["server"], r["endpoint"], r["workload"], r["client"], r["concurrency"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for rows in groups.values():
+        row = {**rows[0], "rounds": len(rows), "errors": sum(r["errors"] for r in rows)}
+        for key in MEDIAN_KEYS:
+            values = [r[key] for r in rows if r.get(key) is not None]
+            row[key] = round(statistics.median(values), 3) if values else None
+        out.append(row)
+    return out
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         "Sequential, one in-process call and one HTTP request in turn:",
         "",
-        "| endpoint | workload | in-process p50 ms | in-process p99 ms | HTTP p50 ms "
+        "| endpoint | workload | server | in-process p50 ms | in-process p99 ms | HTTP p50 ms "
         "| HTTP p99 ms | HTTP p50 / in-process p50 |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for pair in results["sequential"]:
         a, b = pair["in_process"], pair["http"]
         lines.append(
-            f"| /api/{pair['endpoint']} | {pair['workload']} | {a['p50_ms']:.1f} "
+            f"| /api/{pair['endpoint']} | {pair['workload']} | {pair['server']} "
+            f"| {a['p50_ms']:.1f} "
             f"| {a['p99_ms']:.1f} | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} "
             f"| {pair['http_over_in_process_p50']:.2f} |"
         )
     lines += [
         "",
-        "Concurrent HTTP load:",
+        "Concurrent HTTP load (medians over the rounds; shares are of all the cores):",
         "",
-        "| endpoint | workload | slots | concurrency | requests | req/s | p50 ms | p99 ms "
-        "| p99 / p50 | server mean ms | server CPU ms / request | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| endpoint | workload | server | client | c | rounds | req/s | p50 ms | p99 ms "
+        "| p99 / p50 | mean batch | server CPU ms / req | client CPU ms / req | server share "
+        "| client share | others' share | errors |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results["http"]:
-        server = "-" if r["server_mean_ms"] is None else f"{r['server_mean_ms']:.1f}"
+    for r in medians(results["http"]):
         lines.append(
-            f"| /api/{r['endpoint']} | {r['workload']} | {r.get('embed_slots', 0)} "
-            f"| {r['concurrency']} | {r['requests']} "
-            f"| {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
-            f"| {r['p99_ms'] / r['p50_ms']:.1f} | {server} "
-            f"| {r.get('server_cpu_ms_per_request', '-')} | {r['errors']} |"
+            f"| /api/{r['endpoint']} | {r['workload']} | {r['server']} | {r['client']} "
+            f"| {r['concurrency']} | {r['rounds']} | {r['rps']:.1f} | {r['p50_ms']:.1f} "
+            f"| {r['p99_ms']:.1f} | {r['p99_ms'] / r['p50_ms']:.2f} | {r['mean_batch'] or '-'} "
+            f"| {r['server_cpu_ms_per_request']:.2f} | {r['client_cpu_ms_per_request']:.2f} "
+            f"| {r['server_cpu_share']:.2f} | {r['client_cpu_share']:.3f} "
+            f"| {r['others_cpu_share']:.2f} | {r['errors']} |"
         )
     bare = results["bare_embedding"]
     lines += [
@@ -450,6 +610,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--endpoints", choices=ENDPOINTS, nargs="+", default=list(ENDPOINTS))
     parser.add_argument(
         "--embed-slots", type=int, nargs="+", default=[0], help="RAG_EMBED_SLOTS, one server each"
+    )
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        help="one more server from this checkout's code with its defaults (e.g. /work/main)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="every server, every load, this many times"
+    )
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        nargs="+",
+        default=["raw"],
+        help="load generator: raw asyncio streams (cheap) or httpx; several run in turn",
     )
     parser.add_argument("--bare", type=int, default=60, help="bare embeddings timed, per side")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
@@ -488,34 +663,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
         index_dir = args.index_dir or Path(tmp) / "index"
         calls = local_calls(index_dir)
-        for slots in args.embed_slots:
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            log = Path(tmp) / "server.log"
-            env = {**env_extra, "RAG_EMBED_SLOTS": str(slots)}
-            server = start_server(index_dir, port, args.workers, env, log)
-            try:
-                wait_ready(url, server)
-                for workload, questions in workloads.items():
-                    for endpoint in args.endpoints:
-                        print(f"{workload} {endpoint}: in-process and HTTP", file=sys.stderr)
-                        pair = paired(url, endpoint, calls[endpoint], questions, args.sequential)
-                        results["sequential"].append({**pair, "embed_slots": slots})
-                        for concurrency in args.concurrency:
-                            print(f"{workload} {endpoint}: c={concurrency}", file=sys.stderr)
-                            run = load(url, endpoint, concurrency, questions, args.requests)
-                            cpu = process_cpu(server.pid)
-                            done = asyncio.run(run)
-                            # Warm-up requests included: 2 x concurrency of them.
-                            served = args.requests + 2 * concurrency
-                            cpu_ms = 1000 * (process_cpu(server.pid) - cpu) / served
-                            done["server_cpu_ms_per_request"] = round(cpu_ms, 2)
-                            results["http"].append({**done, "embed_slots": slots})
-            except BaseException:
-                print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
-                raise
-            finally:
-                stop_server(server)
+        servers = [
+            (f"slots {slots}", {"RAG_EMBED_SLOTS": str(slots)}, ROOT) for slots in args.embed_slots
+        ]
+        if args.compare_with:
+            name = f"{args.compare_with.name} defaults"
+            servers.append((name, {}, args.compare_with.resolve()))
+        for round_ in range(args.rounds):
+            # Alternate the order, so a load that comes or goes mid-run hits every server.
+            for label, extra, source in servers[:: 1 if round_ % 2 == 0 else -1]:
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                log = Path(tmp) / "server.log"
+                env = {**env_extra, **extra}
+                server = start_server(index_dir, port, args.workers, env, log, source)
+                tag = {"server": label, "round": round_}
+                try:
+                    wait_ready(url, server)
+                    for workload, questions in workloads.items():
+                        for endpoint in args.endpoints:
+                            if args.sequential and round_ == 0:
+                                print(f"{label} {workload} {endpoint}: paired", file=sys.stderr)
+                                pair = paired(
+                                    url, endpoint, calls[endpoint], questions, args.sequential
+                                )
+                                results["sequential"].append({**pair, **tag})
+                            for concurrency in args.concurrency:
+                                for client in args.client:
+                                    print(
+                                        f"{label} {workload} {endpoint}: c={concurrency} "
+                                        f"{client} (round {round_ + 1})",
+                                        file=sys.stderr,
+                                    )
+                                    run = load(
+                                        url,
+                                        endpoint,
+                                        concurrency,
+                                        questions,
+                                        args.requests,
+                                        server.pid,
+                                        client,
+                                    )
+                                    results["http"].append({**run_loop(run), **tag})
+                except BaseException:
+                    print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+                    raise
+                finally:
+                    stop_server(server)
     bare.append(bare_embedding(bare_questions, args.bare))
     one_thread = statistics.median(b["one_thread_p50_ms"] for b in bare)
     cpu_ms = statistics.mean(b["one_thread_cpu_ms"] for b in bare)

@@ -187,13 +187,17 @@ class _Pending:
 
 
 class QueryBatcher:
-    """Query embeddings for concurrent requests, with at most ``slots`` model passes at once.
+    """Query embeddings for concurrent requests: at most ``slots`` model passes at once, each
+    over every query queued when it starts (up to 32), with ``cores // slots`` threads.
 
-    A request that finds a slot free is embedded at once, alone, with every core (no waiting
-    window, so a lone request pays nothing); requests arriving while the slots are busy queue
-    and the next free slot embeds all of them in one pass, one core each. The embedding threads
-    never outnumber the cores, and one pass over 32 queries costs ~9% less CPU per query than
-    32 passes (bench/README.md, "Throughput", has both policies under load).
+    A request that finds a slot free is embedded at once (a lone request never waits for a
+    batching window); requests that arrive while the slots are busy queue and the next pass
+    embeds them together. The model's weights are read once per pass, so one pass over 8
+    queries costs ~7% less CPU per query than 8 passes. One slot per core (the default) keeps
+    a lone request on one thread, which is as fast as two for a short query, and holds up best
+    when other processes share the cores; one slot with every core makes bigger batches (less
+    CPU) but its threads wait for each other whenever one is descheduled (bench/README.md,
+    "Throughput", has both measured).
     """
 
     MAX_BATCH = 32
@@ -202,43 +206,43 @@ class QueryBatcher:
         self._embedder = embedder
         self.cores = os.cpu_count() or 1
         self.slots = slots or self.cores
+        self.threads = max(1, self.cores // self.slots)
         self._queue: deque[_Pending] = deque()
         self._running = 0
         self._cond = threading.Condition()
-        self._threads = _engine_threads() if isinstance(embedder, E5Embedder) else None
-        self.passes = 0  # model passes run (for benchmarks: requests / passes = batch size)
+        self._set_threads = _engine_threads() if isinstance(embedder, E5Embedder) else None
+        # For benchmarks and /metrics: embedded / passes is the mean batch size.
+        self.passes = 0
+        self.embedded = 0
 
     def embed(self, text: str) -> np.ndarray:
         item = _Pending(text)
         with self._cond:
             self._queue.append(item)
-            while True:
-                if item.done:
-                    break
-                if self._running < self.slots and self._queue:
-                    batch = [
-                        self._queue.popleft() for _ in range(min(len(self._queue), self.MAX_BATCH))
-                    ]
-                    alone = self._running == 0 and not self._queue
-                    self._running += 1
-                    self._cond.release()
-                    try:
-                        self._run(batch, self.cores if alone else 1)
-                    finally:
-                        self._cond.acquire()
-                        self._running -= 1
-                        self.passes += 1
-                        self._cond.notify_all()
+            while not item.done:
+                if self._running >= self.slots or not self._queue:
+                    self._cond.wait()
                     continue
-                self._cond.wait()
+                count = min(len(self._queue), self.MAX_BATCH)
+                batch = [self._queue.popleft() for _ in range(count)]
+                self._running += 1
+                self._cond.release()
+                try:
+                    self._run(batch)
+                finally:
+                    self._cond.acquire()
+                    self._running -= 1
+                    self.passes += 1
+                    self.embedded += len(batch)
+                    self._cond.notify_all()
         if item.error is not None:
             raise item.error
         assert item.vector is not None
         return item.vector
 
-    def _run(self, batch: list[_Pending], threads: int) -> None:
-        if self._threads is not None:
-            self._threads(threads)
+    def _run(self, batch: list[_Pending]) -> None:
+        if self._set_threads is not None:
+            self._set_threads(self.threads)  # a per-thread setting: every pass sets it
         try:
             vectors = self._embedder.embed_queries([p.text for p in batch])
         except BaseException as exc:  # every waiting request gets the error, not a hang

@@ -113,7 +113,12 @@ class Service:
 
     def _install(self, index: SearchIndex) -> None:
         assert self.embedder is not None
-        engine = Engine(self.settings, self.embedder, index, Retriever(index, self.embedder))
+        engine = Engine(
+            self.settings,
+            self.embedder,
+            index,
+            Retriever(index, self.embedder, embed_slots=self.settings.embed_slots or None),
+        )
         self._answerer = Answerer(engine, self.llm)  # one atomic reference swap
         self._build = index.path.name
         log.info("index loaded", extra={"build": self._build, "chunks": len(index.chunks)})

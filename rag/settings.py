@@ -77,8 +77,8 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=64,
-        description="Query embeddings run at once (0: one per core); more wait "
-        "and are embedded together.",
+        description="Query-embedding passes at once, each with cores/slots threads (0: one "
+        "per core); queries that arrive meanwhile are embedded together in the next pass.",
     )
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. vLLM.")

@@ -59,6 +59,17 @@ def test_short_questions_find_a_slot_while_long_ones_queue() -> None:
     assert events.index("long-2 in") > events.index("long-1 out")
 
 
+def test_short_searches_skip_the_slots_and_leave_batching_to_the_query_batcher() -> None:
+    slots = Slots(2, long_chars=200)
+    short_search = json.dumps({"query": "阿里云在哪里?"}, ensure_ascii=False).encode()
+    long_search = json.dumps({"query": "问" * 300}, ensure_ascii=False).encode()
+
+    assert not slots.needed(("POST", "/api/search"), short_search, JSON)
+    assert slots.needed(("POST", "/api/search"), long_search, JSON)
+    assert slots.needed(("POST", "/api/ask"), SHORT, JSON)
+    assert not slots.needed(("GET", "/api/documents"), b"", b"")
+
+
 def test_rate_limit_counts_per_client_and_says_when_to_retry() -> None:
     limit = RateLimit("2/minute")
 

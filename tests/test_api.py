@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,6 +278,42 @@ def test_metrics_count_requests_and_latency(client: httpx.Client) -> None:
     assert samples[("rag_retrieval_seconds_count", ())] >= 1
     assert samples[("rag_answers_total", (("answerable", "true"), ("mode", "extractive")))] >= 1
     assert ("rag_index_swaps_total", ()) in samples
+
+
+def test_the_server_embeds_queries_with_the_configured_slots(
+    api_server: LiveServer, api_index_dir: Path, e5: E5Embedder
+) -> None:
+    """RAG_EMBED_SLOTS reaches the served retriever (the default too: one slot per core)."""
+    cores = os.cpu_count() or 1
+    served = api_server.app.state.service.answerer.engine.retriever.batcher
+    assert Settings().embed_slots == 0
+    assert (served.slots, served.threads) == (cores, 1)
+    with serve(api_settings(api_index_dir, embed_slots=1), e5) as server:
+        one = server.app.state.service.answerer.engine.retriever.batcher
+        assert (one.slots, one.threads) == (1, cores)
+
+
+def test_metrics_count_query_embeddings_and_the_passes_that_made_them(
+    client: httpx.Client,
+) -> None:
+    """A new question is embedded once (one more embedding); one asked again is not."""
+
+    def counts() -> tuple[float, float]:
+        samples = _samples(client.get("/metrics").text)
+        return (
+            samples[("rag_query_embeddings_total", ())],
+            samples[("rag_query_embedding_passes_total", ())],
+        )
+
+    before = counts()
+    new = f"{UNIVERSAL} (metrics {id(before)})"
+    assert client.post("/api/search", json={"query": new}).status_code == 200
+    middle = counts()
+    assert client.post("/api/search", json={"query": new}).status_code == 200
+    after = counts()
+
+    assert middle == (before[0] + 1, before[1] + 1)
+    assert after == middle  # the query-vector cache answered
 
 
 def test_request_id_is_echoed_or_generated(client: httpx.Client) -> None:

@@ -3,6 +3,7 @@ closeness (e5), offline loading and an English end-to-end index (sentence-transf
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -194,7 +195,16 @@ def test_concurrent_queries_share_model_passes_and_each_gets_its_own_vector(
         got = list(pool.map(batcher.embed, texts))
     assert np.allclose(np.stack(got), expected, atol=1e-4)
     assert batcher.passes < len(texts)  # requests that queued were embedded together
+    assert batcher.embedded == len(texts)
     # Alone, a request is embedded at once in a pass of its own.
     passes = batcher.passes
     assert np.allclose(batcher.embed(texts[0]), expected[0], atol=1e-4)
     assert batcher.passes == passes + 1
+
+
+def test_batcher_passes_share_the_cores(e5: E5Embedder) -> None:
+    """One slot takes every core, one slot per core one each: never more threads than cores."""
+    cores = os.cpu_count() or 1
+    assert QueryBatcher(e5, slots=1).threads == cores
+    assert QueryBatcher(e5).threads == 1  # default: one slot per core
+    assert QueryBatcher(e5, slots=64).threads == 1

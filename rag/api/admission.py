@@ -24,13 +24,17 @@ from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-# Requests that embed, retrieve or answer: the ones worth queueing.
+# Requests that embed, retrieve and answer: the ones worth queueing.
 EXPENSIVE = {
     ("POST", "/api/ask"),
-    ("POST", "/api/search"),
     ("POST", "/v1/chat/completions"),
     ("POST", "/ask"),
 }
+# Requests whose one costly step is the query embedding, which rag.embedding.QueryBatcher
+# already bounds (passes at once) and batches (queued queries share a pass). Holding them to
+# the answer slots too kept at most `cores` queries in the batcher, so at c=16 every pass
+# embedded one query (bench/README.md, "Throughput"). Long ones still take a long slot.
+BATCHED = {("POST", "/api/search")}
 
 
 class RateLimit:
@@ -65,6 +69,12 @@ class Slots:
         self.long_chars = long_chars
         self._all = asyncio.Semaphore(self.size)
         self._long = asyncio.Semaphore(self.long_size)
+
+    def needed(self, route: tuple[str, str], body: bytes, content_type: bytes) -> bool:
+        """Whether a request to ``route`` (method, path) must take a slot."""
+        if route in EXPENSIVE:
+            return True
+        return route in BATCHED and self.is_long(body, content_type)
 
     @asynccontextmanager
     async def slot(self, body: bytes, content_type: bytes) -> AsyncIterator[None]:

@@ -33,6 +33,9 @@ def create_app(settings: Settings | None = None, llm: ChatClient | None = None) 
     settings = settings or get_settings()
     metrics = Metrics()
     service = Service(settings, llm, on_swap=metrics.index_swaps.inc)
+    metrics.watch_query_batcher(
+        lambda: service.answerer.engine.retriever.batcher if service.ready else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,4 +1,8 @@
-"""Dependencies: routes get the service, answerer and settings through these."""
+"""Dependencies: routes get the service, answerer and settings through these.
+
+They are ``async``, so FastAPI calls them on the event loop: a plain ``def`` dependency costs
+a hand-off to the thread pool and back per request, three of them for ``/api/search``, each
+waiting for the loop while the cores are busy embedding (bench/README.md, "Throughput")."""
 
 from __future__ import annotations
 
@@ -34,21 +38,21 @@ class AnyPath(Convertor[str]):
 register_url_convertor("path", AnyPath())
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
 
-def get_answerer(service: Annotated[Service, Depends(get_service)]) -> Answerer:
+async def get_answerer(service: Annotated[Service, Depends(get_service)]) -> Answerer:
     return service.answerer  # raises IndexMissingError (503) while loading
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from rag.api.admission import EXPENSIVE, RateLimit, Slots
+from rag.api.admission import RateLimit, Slots
 from rag.api.metrics import Metrics
 from rag.api.protocol import URL_BYTES
 from rag.api.routes.web import FORM_ROUTE, form_error_page
@@ -256,8 +256,10 @@ class GuardMiddleware:
             await _refuse(scope, receive, send, 413, message, "body_too_large")
             return
         replay = _replay(body, receive)
-        if self.slots is not None and (scope["method"], scope["path"]) in EXPENSIVE:
-            async with self.slots.slot(body, sent.get(b"content-type", b"")):
+        content_type = sent.get(b"content-type", b"")
+        route = (scope["method"], scope["path"])
+        if self.slots is not None and self.slots.needed(route, body, content_type):
+            async with self.slots.slot(body, content_type):
                 await self.app(scope, replay, send)
             return
         await self.app(scope, replay, send)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from rag.api.deps import AnswererDep, MetricsDep, SettingsDep, check_question
 from rag.api.schemas import (
@@ -27,7 +27,10 @@ def ask(
 
 
 @router.post("/search", response_model=SearchOut, summary="Retrieve passages")
-def search(body: SearchRequest, answerer: AnswererDep, settings: SettingsDep) -> SearchOut:
+def search(body: SearchRequest, answerer: AnswererDep, settings: SettingsDep) -> Response:
     query = check_question(body.query, settings, "query")
     hits = answerer.engine.retriever.retrieve(query, body.top_k)
-    return SearchOut(query=query, hits=[HitOut.model_validate(h.as_dict()) for h in hits])
+    out = SearchOut(query=query, hits=[HitOut.model_validate(h.as_dict()) for h in hits])
+    # Serialised here, once: returned as the model, FastAPI would validate it again against
+    # response_model and encode it through jsonable_encoder (the schema is still SearchOut).
+    return Response(out.model_dump_json(), media_type="application/json")
