@@ -4,7 +4,9 @@ Small corpora get exact search over float32 vectors. Large ones get an HNSW grap
 scalar-quantised vectors (384 bytes a vector instead of 1,536, plus ~270 bytes of graph) whose
 best ``RERANK`` candidates are re-scored exactly with the float32 vectors, read from the
 build's memory-mapped ``embeddings.npy``: 8 bits alone flip near-ties (e5's cosines crowd into
-0.7-0.9) and held recall@10 under 0.95 (bench/README.md, "Scale").
+0.7-0.9) and held recall@10 under 0.95 (bench/README.md, "Scale"). From ``IVF_THRESHOLD``
+chunks, where an HNSW graph takes hours to build on a few cores, ``auto`` picks an inverted
+file (IVF) over the same 8-bit vectors instead: minutes to build, same exact re-score.
 """
 
 from __future__ import annotations
@@ -15,16 +17,28 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-Kind = Literal["flat", "hnsw"]
+Kind = Literal["flat", "hnsw", "ivf"]
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 RERANK = 50  # quantised candidates re-scored exactly per query
+IVF_THRESHOLD = 500_000  # chunks from which "auto" builds IVF rather than HNSW
+IVF_TRAIN = 64  # training vectors per list (FAISS warns below 39)
+IVF_NPROBE = 48  # lists searched per query: recall@10 >= 0.95 on e5 vectors (bench/README.md)
+
+
+def ivf_lists(count: int) -> int:
+    """Inverted lists for ``count`` vectors: ~2 sqrt(n), a power of two, 2,048 at a million."""
+    return int(2 ** max(4, round(np.log2(2 * np.sqrt(max(count, 1))))))
 
 
 def choose_kind(setting: str, count: int, threshold: int) -> Kind:
     """Exact search unless configured otherwise or the corpus is large enough to need ANN."""
-    if setting == "hnsw" or (setting == "auto" and count >= threshold):
+    if setting in ("hnsw", "ivf"):
+        return "ivf" if setting == "ivf" else "hnsw"
+    if setting == "auto" and count >= max(threshold, IVF_THRESHOLD):
+        return "ivf"
+    if setting == "auto" and count >= threshold:
         return "hnsw"
     return "flat"
 
@@ -49,11 +63,13 @@ class VectorIndex:
             index.hnsw.efSearch = HNSW_EF_SEARCH
             if len(vectors):
                 index.train(vectors)  # the quantiser's per-dimension range
+        elif kind == "ivf":
+            index = _train_ivf(vectors)
         else:
             index = faiss.IndexFlatIP(dim)
         if len(vectors):
             index.add(vectors)
-        return cls(index, kind, vectors if kind == "hnsw" else None)
+        return cls(index, kind, vectors if kind != "flat" else None)
 
     @property
     def size(self) -> int:
@@ -71,7 +87,7 @@ class VectorIndex:
         # search in parallel already, and a team only adds waiting on a busy machine (flat
         # search at 100k: 42 ms with two threads, 6 ms with one).
         faiss.omp_set_num_threads(1)
-        if self.exact is None or self.kind != "hnsw":
+        if self.exact is None or self.kind == "flat":
             scores, ids = self._index.search(queries, k)
             return scores, ids
         _, found = self._index.search(queries, max(k, min(RERANK, self.size)))
@@ -92,7 +108,29 @@ class VectorIndex:
     def load(cls, path: Path, exact: np.ndarray | None = None) -> VectorIndex:
         """Read a saved index; ``exact`` (memory-mapped float32 rows) re-scores HNSW results."""
         index = faiss.read_index(str(path))
-        kind: Kind = "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
-        if kind == "hnsw":
+        kind: Kind = "flat"
+        if isinstance(index, faiss.IndexHNSW):
+            kind = "hnsw"
             faiss.downcast_index(index).hnsw.efSearch = HNSW_EF_SEARCH  # type: ignore[attr-defined]
+        elif isinstance(index, faiss.IndexIVF):
+            kind = "ivf"
+            faiss.downcast_index(index).nprobe = IVF_NPROBE  # type: ignore[attr-defined]
         return cls(index, kind, exact)
+
+
+def _train_ivf(vectors: np.ndarray) -> faiss.Index:
+    """A trained, empty IVF-SQ8 index: k-means lists and 8-bit ranges from an even sample."""
+    dim = vectors.shape[1]
+    lists = min(ivf_lists(len(vectors)), max(1, len(vectors) // IVF_TRAIN))
+    quantizer = faiss.IndexFlatIP(dim)
+    eight_bit: Any = faiss.ScalarQuantizer.QT_8bit
+    index = faiss.IndexIVFScalarQuantizer(
+        quantizer, dim, lists, eight_bit, faiss.METRIC_INNER_PRODUCT
+    )
+    index.cp.niter = 10  # k-means rounds: the lists only need to be roughly balanced
+    index.cp.max_points_per_centroid = IVF_TRAIN
+    if len(vectors):
+        step = max(1, len(vectors) // (lists * IVF_TRAIN))
+        index.train(np.ascontiguousarray(vectors[::step][: lists * IVF_TRAIN]))
+    index.nprobe = IVF_NPROBE
+    return index  # FAISS's Python wrapper keeps ``quantizer`` alive with the index

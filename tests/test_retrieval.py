@@ -249,6 +249,29 @@ def test_hnsw_and_flat_agree_on_the_nearest_vector(tmp_path: Path) -> None:
     assert np.allclose(flat_scores[:, 0], expected, atol=1e-5)
 
 
+def test_ivf_and_flat_agree_on_the_nearest_vector_and_ivf_reloads(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    vectors = _unit_rows(rng, 3000, 64)
+    targets = rng.choice(len(vectors), 40, replace=False)
+    queries = vectors[targets] + 0.2 * _unit_rows(rng, len(targets), 64)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    flat = VectorIndex.build(vectors, "flat")
+    ivf = VectorIndex.build(vectors, "ivf")
+    ivf.save(tmp_path / "ivf.faiss")
+    reloaded = VectorIndex.load(tmp_path / "ivf.faiss", exact=vectors)
+
+    flat_scores, flat_ids = flat.search(queries, 5)
+    ivf_scores, ivf_ids = ivf.search(queries, 5)
+    _, reloaded_ids = reloaded.search(queries, 5)
+
+    assert (ivf.kind, reloaded.kind, ivf.size) == ("ivf", "ivf", 3000)
+    assert np.array_equal(ivf_ids[:, 0], flat_ids[:, 0])
+    assert np.array_equal(reloaded_ids, ivf_ids)
+    # Re-scored with the float rows: exact cosines wherever the same rows were found.
+    same = ivf_ids == flat_ids
+    assert np.allclose(ivf_scores[same], flat_scores[same], atol=1e-5)
+
+
 def test_search_never_returns_more_rows_than_the_index_holds() -> None:
     index = VectorIndex.build(_unit_rows(np.random.default_rng(1), 3, 8))
 
@@ -266,6 +289,8 @@ def test_search_never_returns_more_rows_than_the_index_holds() -> None:
         ("auto", 5000, "hnsw"),
         ("flat", 10**6, "flat"),
         ("hnsw", 1, "hnsw"),
+        ("auto", 500_000, "ivf"),
+        ("ivf", 1, "ivf"),
     ],
 )
 def test_choose_kind_switches_to_hnsw_at_the_threshold(setting: str, count: int, kind: str) -> None:
@@ -291,51 +316,45 @@ def test_bm25_top_k_search_equals_scoring_every_chunk(bundled_index: SearchIndex
             assert score == pytest.approx(float(full[row]), abs=1e-4)
 
 
-def test_bm25_search_past_its_postings_budget_still_scores_its_rows_exactly(
+@pytest.mark.parametrize("block", [1, 4, 256])
+def test_bm25_search_past_its_postings_budget_reads_impact_lists_and_stays_exact(
+    bundled_index: SearchIndex, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """Over the budget, the heads of the impact-ordered lists give the same top rows and
+    scores as scoring every chunk, however few postings a round reads."""
+    import rag.lexical
+
+    monkeypatch.setattr(rag.lexical, "POSTINGS_BUDGET", 1)
+    monkeypatch.setattr(rag.lexical, "IMPACT_BLOCK", block)
+    questions = [q.question for q in read_questions(DEV_SET, bundled_index.documents)]
+    extra = [0, 3, len(bundled_index.chunks) - 1]
+    for question in [*QUERIES, *questions]:
+        ranked, scores = bundled_index.lexical.search(question, 10, extra)
+        expected, full = _full_bm25_top(bundled_index, question, 10)
+        assert bundled_index.lexical.exact, question
+        assert ranked == expected, question
+        assert set(extra) | set(ranked) <= set(scores)
+        for row, score in scores.items():
+            assert score == pytest.approx(float(full[row]), abs=1e-4)
+
+
+def test_bm25_impact_search_that_hits_its_limit_says_so_and_scores_its_rows_exactly(
     bundled_index: SearchIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import rag.lexical
 
-    # A budget of one posting: only the rarest term finds candidates; the others only score.
     monkeypatch.setattr(rag.lexical, "POSTINGS_BUDGET", 1)
+    monkeypatch.setattr(rag.lexical, "IMPACT_BLOCK", 1)
+    monkeypatch.setattr(rag.lexical, "IMPACT_LIMIT", 1)
     question = "阿里云在中国云计算市场的份额是多少"
     ranked, scores = bundled_index.lexical.search(question, 10)
-    expected, full = _full_bm25_top(bundled_index, question, 10)
-    assert ranked and set(ranked) < set(np.flatnonzero(full > 0))
-    assert ranked != expected  # candidates from the rarest term only: a different top 10
+    _, full = _full_bm25_top(bundled_index, question, 10)
+    assert not bundled_index.lexical.exact
+    assert ranked and set(ranked) <= set(np.flatnonzero(full > 0))
     assert [scores[r] for r in ranked] == sorted((scores[r] for r in ranked), reverse=True)
     for row in ranked:
         assert scores[row] == pytest.approx(float(full[row]), abs=1e-4)
-
-
-def test_sentence_vectors_are_embedded_on_first_use_then_served_from_the_cache(
-    bundled_index: SearchIndex, e5: E5Embedder
-) -> None:
-    vectors = bundled_index.sentence_vectors
-    vectors.bind(e5)
-    vectors.clear()
-    rows = [2, 0, 5, 2]
-    before = vectors.embedded
-    first = vectors[rows]
-    expected = e5.embed_passages([bundled_index.sentence_text(r) for r in rows])
-    assert first.shape == (4, 384)
-    assert np.allclose(first, expected, atol=1e-5)
-    assert vectors.embedded - before == 3  # the repeated row once
-    again = vectors[[5, 2]]
-    assert vectors.embedded - before == 3
-    assert np.array_equal(again, first[[2, 0]])
-
-
-def test_retrieval_embeds_only_the_sentences_of_its_best_candidates(
-    bundled_index: SearchIndex, e5: E5Embedder
-) -> None:
-    lazy = Retriever(bundled_index, e5, sentence_depth=8)
-    bundled_index.sentence_vectors.clear()
-    hits = lazy.retrieve(QUERIES[0], 5)
-    embedded = len(bundled_index.sentence_vectors)
-    assert 0 < embedded <= sum(len(bundled_index.chunk_sentences[h.row]) for h in hits) + 40
-    assert embedded < len(bundled_index.sentences)
-    # Every sentence embedded up front and scored for every candidate: the same top passage.
-    bundled_index.sentence_vectors[list(range(len(bundled_index.sentences)))]
-    everything = Retriever(bundled_index, e5, sentence_depth=None)
-    assert everything.retrieve(QUERIES[0], 5)[0].row == hits[0].row
+    bundled_index.lexical.search(question, 10)  # a search within the budget is exact again
+    monkeypatch.setattr(rag.lexical, "POSTINGS_BUDGET", 10**9)
+    bundled_index.lexical.search(question, 10)
+    assert bundled_index.lexical.exact
