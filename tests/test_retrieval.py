@@ -358,3 +358,36 @@ def test_bm25_impact_search_that_hits_its_limit_says_so_and_scores_its_rows_exac
     monkeypatch.setattr(rag.lexical, "POSTINGS_BUDGET", 10**9)
     bundled_index.lexical.search(question, 10)
     assert bundled_index.lexical.exact
+
+
+def test_sentence_vectors_are_embedded_on_first_use_then_served_from_the_cache(
+    bundled_index: SearchIndex, e5: E5Embedder
+) -> None:
+    vectors = bundled_index.sentence_vectors
+    vectors.bind(e5)
+    vectors.clear()
+    rows = [2, 0, 5, 2]
+    before = vectors.embedded
+    first = vectors[rows]
+    expected = e5.embed_passages([bundled_index.sentence_text(r) for r in rows])
+    assert first.shape == (4, 384)
+    assert np.allclose(first, expected, atol=1e-5)
+    assert vectors.embedded - before == 3  # the repeated row once
+    again = vectors[[5, 2]]
+    assert vectors.embedded - before == 3
+    assert np.array_equal(again, first[[2, 0]])
+
+
+def test_retrieval_embeds_only_the_sentences_of_its_best_candidates(
+    bundled_index: SearchIndex, e5: E5Embedder
+) -> None:
+    lazy = Retriever(bundled_index, e5, sentence_depth=8)
+    bundled_index.sentence_vectors.clear()
+    hits = lazy.retrieve(QUERIES[0], 5)
+    embedded = len(bundled_index.sentence_vectors)
+    assert 0 < embedded <= sum(len(bundled_index.chunk_sentences[h.row]) for h in hits) + 40
+    assert embedded < len(bundled_index.sentences)
+    # Every sentence embedded up front and scored for every candidate: the same top passage.
+    bundled_index.sentence_vectors[list(range(len(bundled_index.sentences)))]
+    everything = Retriever(bundled_index, e5, sentence_depth=None)
+    assert everything.retrieve(QUERIES[0], 5)[0].row == hits[0].row
