@@ -4,9 +4,11 @@ Small corpora get exact search over float32 vectors. Large ones get an HNSW grap
 scalar-quantised vectors (384 bytes a vector instead of 1,536, plus ~270 bytes of graph) whose
 best ``RERANK`` candidates are re-scored exactly with the float32 vectors, read from the
 build's memory-mapped ``embeddings.npy``: 8 bits alone flip near-ties (e5's cosines crowd into
-0.7-0.9) and held recall@10 under 0.95 (bench/README.md, "Scale"). From ``IVF_THRESHOLD``
-chunks, where an HNSW graph takes hours to build on a few cores, ``auto`` picks an inverted
-file (IVF) over the same 8-bit vectors instead: minutes to build, same exact re-score.
+0.7-0.9) and held recall@10 under 0.95 (bench/README.md, "Scale"). ``RAG_ANN=ivf`` asks for
+an inverted file (IVF) over the same 8-bit vectors with the same re-score instead: minutes to
+build where a million-vector graph takes about an hour on two cores, but on e5-like vectors its
+recall@10 stayed near 0.8 (bench/README.md, "Scale at a million chunks"), so ``auto`` never
+picks it.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 RERANK = 50  # quantised candidates re-scored exactly per query
-IVF_THRESHOLD = 500_000  # chunks from which "auto" builds IVF rather than HNSW
 IVF_TRAIN = 64  # training vectors per list (FAISS warns below 39)
-IVF_NPROBE = 48  # lists searched per query: recall@10 >= 0.95 on e5 vectors (bench/README.md)
+IVF_NPROBE = 64  # lists searched per query (of 2,048 at a million vectors; bench/README.md)
 
 
 def ivf_lists(count: int) -> int:
@@ -36,8 +37,6 @@ def choose_kind(setting: str, count: int, threshold: int) -> Kind:
     """Exact search unless configured otherwise or the corpus is large enough to need ANN."""
     if setting in ("hnsw", "ivf"):
         return "ivf" if setting == "ivf" else "hnsw"
-    if setting == "auto" and count >= max(threshold, IVF_THRESHOLD):
-        return "ivf"
     if setting == "auto" and count >= threshold:
         return "hnsw"
     return "flat"

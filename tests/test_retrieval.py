@@ -289,7 +289,7 @@ def test_search_never_returns_more_rows_than_the_index_holds() -> None:
         ("auto", 5000, "hnsw"),
         ("flat", 10**6, "flat"),
         ("hnsw", 1, "hnsw"),
-        ("auto", 500_000, "ivf"),
+        ("auto", 10**6, "hnsw"),  # IVF is asked for, never chosen (its recall on e5)
         ("ivf", 1, "ivf"),
     ],
 )
