@@ -26,10 +26,10 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 POSTINGS_BUDGET = 200_000
 IMPACT_ROWS = "impact_rows.npy"  # int32: each term's rows, best score first (ties by row)
 IMPACT_SCORES = "impact_scores.npy"  # float32: their scores
-# Impact-ordered search: rows read per term in the first round (doubling each round), and the
-# postings read before it gives up exactness and returns the best rows seen.
-IMPACT_BLOCK = 256
-IMPACT_LIMIT = 2_000_000
+# Impact-ordered search: postings read per query (split over its terms, best impacts first),
+# and how many times ``pool`` rows of the best partial sums are then scored exactly.
+IMPACT_BUDGET = 100_000
+IMPACT_CANDIDATES = 4
 
 
 class LexicalIndex:
@@ -89,8 +89,8 @@ class LexicalIndex:
         No score is kept per chunk. When the query's postings fit in ``POSTINGS_BUDGET`` they
         are added up (only the rows touched), and the best rows and ``extra`` are scored exactly
         by binary search in each term's postings. Beyond it, the best rows come from the heads
-        of the impact-ordered lists (``_search_by_impact``), exact too unless a query would read
-        more than ``IMPACT_LIMIT`` postings (bench/README.md measures how often).
+        of the impact-ordered lists (``_search_by_impact``): exact when those heads prove it,
+        otherwise the best of the rows they reach (bench/README.md measures how often).
         """
         counts: dict[int, int] = {}
         for token in tokenize(query):
@@ -170,43 +170,50 @@ class LexicalIndex:
     def _search_by_impact(
         self, spans: list[tuple[int, int, int]], pool: int, extra: Sequence[int]
     ) -> tuple[list[int], dict[int, float]]:
-        """Top ``pool`` rows read from the heads of the impact-ordered lists (Fagin's threshold
-        algorithm): every row met is scored exactly, and reading stops once the ``pool``-th best
-        score beats what any row not met yet could score, the sum of the next impacts. Exact
-        unless ``IMPACT_LIMIT`` postings are read first (``exact`` says which)."""
+        """Top ``pool`` rows from the heads of the impact-ordered lists: each term's best
+        ``IMPACT_BUDGET / terms`` postings are added up (rows touched only), the
+        ``IMPACT_CANDIDATES x pool`` best partial sums are scored exactly, and the best of those
+        returned. Exact (``exact`` says so) when no row left out could reach the last one
+        returned: its partial sum plus every term's next impact stays below it."""
         impact_rows, impact_scores = self._impacts
-        seen = getattr(self._local, "seen", None)
-        if seen is None or len(seen) != self.size:
-            seen = self._local.seen = np.zeros(self.size, dtype=bool)
-        met: list[np.ndarray] = []
-        best_rows = np.zeros(0, dtype=np.int64)
-        best_scores = np.zeros(0, dtype=np.float32)
-        depth, block, read = 0, IMPACT_BLOCK, 0
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or len(buffer) != self.size:
+            buffer = self._local.buffer = np.zeros(self.size, dtype=np.float32)
+        per_term = max(pool, IMPACT_BUDGET // len(spans))
+        heads, bound = [], 0.0
+        for start, end, n in spans:
+            stop = min(end, start + per_term)
+            heads.append((start, stop, n))
+            if stop < end:
+                bound += n * float(impact_scores[stop])
+        found = np.concatenate([impact_rows[start:stop] for start, stop, _ in heads])
+        slot = getattr(self._local, "slot", None)
+        if slot is None or len(slot) != self.size:
+            slot = self._local.slot = np.zeros(self.size, dtype=np.int32)
         try:
-            while True:
-                heads = [impact_rows[s + depth : min(s + depth + block, e)] for s, e, _ in spans]
-                read += sum(len(h) for h in heads)
-                new = np.unique(np.concatenate(heads).astype(np.int64))
-                new = new[~seen[new]]
-                seen[new] = True
-                met.append(new)
-                rows = np.concatenate([best_rows, new])
-                scores = np.concatenate([best_scores, self._exact(spans, new)])
-                keep = np.lexsort((rows, -scores))[:pool]
-                best_rows, best_scores = rows[keep], scores[keep]
-                depth += block
-                block *= 2
-                bound = sum(
-                    n * float(impact_scores[s + depth]) for s, e, n in spans if s + depth < e
-                )
-                done = all(s + depth >= e for s, e, _ in spans)
-                full = len(best_scores) == pool and float(best_scores[-1]) > bound * (1 + 1e-5)
-                if done or full or read >= IMPACT_LIMIT:
-                    self._local.exact = done or full
-                    break
+            for start, stop, n in heads:
+                buffer[impact_rows[start:stop]] += n * impact_scores[start:stop]
+            # Each row once, without sorting: the last of its occurrences keeps it.
+            place = np.arange(len(found), dtype=np.int32)
+            slot[found] = place
+            found = found[slot[found] == place]
+            values = buffer[found]
         finally:
-            for rows in met:
-                seen[rows] = False
+            buffer[found] = 0.0
+        keep = pool * IMPACT_CANDIDATES
+        rest = 0.0  # the largest partial sum left out
+        if len(found) > keep:
+            kth = float(values[np.argpartition(-values, keep - 1)[keep - 1]])
+            chosen = values >= kth * (1 - 1e-5)  # ties, and sums that differ in the last bit
+            if not chosen.all():
+                rest = float(values[~chosen].max())
+            found = found[chosen]
+        rows = np.unique(found.astype(np.int64))
+        scores = self._exact(spans, rows)
+        order = np.lexsort((rows, -scores))[:pool]
+        best_rows, best_scores = rows[order], scores[order]
+        last = float(best_scores[-1]) if len(best_scores) == pool else 0.0
+        self._local.exact = (bound == 0.0 and rest == 0.0) or last > (rest + bound) * (1 + 1e-6)
         extra_rows = np.unique(np.asarray(extra, dtype=np.int64))
         score = {int(r): float(v) for r, v in zip(best_rows, best_scores, strict=True)}
         extra_scores = self._exact(spans, extra_rows)
