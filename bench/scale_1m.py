@@ -232,6 +232,35 @@ def serve_once(index_dir: Path, questions: list[str]) -> dict[str, Any]:
     }
 
 
+def bm25_sweep(index_dir: Path, asked: list[str]) -> dict[str, Any]:
+    """``LexicalIndex.search`` top-50 per IMPACT_BUDGET: p50/p99 and agreement with exact."""
+    import rag.lexical
+
+    index = load_index(index_dir)
+    truths = [exact_top(index.lexical, q, 50) for q in asked]
+    out: dict[str, Any] = {}
+    for budget in (50_000, 100_000, 200_000, 400_000):
+        rag.lexical.IMPACT_BUDGET = budget
+        for q in asked:  # warm the pages this budget reads
+            index.lexical.search(q, 50)
+        times, agree, exact = [], [], []
+        for q, truth in zip(asked, truths, strict=True):
+            t0 = time.perf_counter()
+            ranked, _ = index.lexical.search(q, 50)
+            times.append(time.perf_counter() - t0)
+            exact.append(index.lexical.exact)
+            agree.append(len(set(ranked) & set(truth)) / len(truth) if truth else 1.0)
+        out[str(budget)] = {
+            "p50_ms": p50_ms(times),
+            "p99_ms": p99_ms(times),
+            "agreement_mean": round(float(np.mean(agree)), 4),
+            "agreement_min": round(float(np.min(agree)), 4),
+            "exact_share": round(float(np.mean(exact)), 4),
+        }
+        print(json.dumps({budget: out[str(budget)]}), flush=True)
+    return out
+
+
 def in_fresh_process(mode: str, index_dir: Path, extra: list[str] | None = None) -> Any:
     command = [sys.executable, __file__, mode, str(index_dir), *(extra or [])]
     done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
@@ -303,6 +332,7 @@ def main() -> None:
         "--ann", default="ivf", help="vector index of the build (a 1M HNSW graph: ~1 h here)"
     )
     parser.add_argument("--e5-recall", action="store_true")
+    parser.add_argument("--bm25-sweep", action="store_true", help="only: top-50 per budget")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale-1m.json")
     parser.add_argument("--load-once", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-once", type=Path, help=argparse.SUPPRESS)
@@ -314,6 +344,11 @@ def main() -> None:
         print(json.dumps(serve_once(args.serve_once, questions(args.questions))))
         return
     report: dict[str, Any] = {"git": git_state(), "cpus": os.cpu_count(), "load": [load()]}
+    if args.bm25_sweep:
+        report["bm25_sweep"] = bm25_sweep(args.dir / "index", questions(args.questions))
+        report["load"].append(load())
+        args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+        return
     report["build"] = ensure_build(args.dir, args.chunks, args.ann)
     print(json.dumps(report["build"]), flush=True)
     if args.build_only:
