@@ -6,13 +6,15 @@ Usage:
 
 Base vectors: bench/scale_bench.py's ``e5_derived`` (real multilingual-e5-small passage vectors
 of the QA corpora recombined with noise); queries: 200 real e5 query vectors of QA validation
-questions; truth: exact float32 inner product. One thread, as a serving thread searches.
+questions; truth: exact float32 inner product. Searched on one thread, as a serving thread
+searches; built on ``ANN_BUILD_THREADS`` (1).
 Prints one JSON line per setting (figures in bench/README.md, "Scale at a million chunks").
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +36,7 @@ from rag.vectors import VectorIndex
 def main() -> None:
     kind, first, second = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     n = int(sys.argv[4]) if len(sys.argv) > 4 else 1_000_000
-    faiss.omp_set_num_threads(1)
+    faiss.omp_set_num_threads(int(os.environ.get("ANN_BUILD_THREADS", "1")))
     _, validation = split(load_sets(DEFAULT_DATA_DIR))
     asked = [item.question for item in validation.items[::7]][:200]
     queries = E5Embedder().embed_queries(asked)
@@ -63,6 +65,7 @@ def main() -> None:
         index.add(base)
         settings = [(nprobe, rr) for nprobe in (32, 64, 128) for rr in (50, 100)]
     print(json.dumps({"build_seconds": round(time.perf_counter() - started, 1)}), flush=True)
+    faiss.omp_set_num_threads(1)  # searched one query per thread, as the service does
     searcher = VectorIndex(index, "hnsw" if kind == "hnsw" else "ivf", base)
     for breadth, rerank in settings:
         if kind == "hnsw":

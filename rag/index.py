@@ -5,7 +5,8 @@ A build is written into its own directory and published by atomically replacing 
 unchanged chunks are reused from the previous build, keyed by the exact text embedded.
 Only chunks are embedded at build time; sentences are embedded when a question first needs
 them (rag/sentence_vectors.py). Chunks and sentences are stored as memory-mapped offset tables
-(rag/chunk_store.py) and BM25 is memory-mapped, so a large index loads fast and small.
+(rag/chunk_store.py), the articles as one memory-mapped text blob decoded per article when read
+(rag/document_store.py), and BM25 is memory-mapped, so a large index loads fast and small.
 Builds of one folder take turns under a file lock; every file's checksum goes into the
 manifest, and loading checks them and the files' consistency before anything is served.
 """
