@@ -115,6 +115,8 @@ def test_stored_chunks_and_sentences_are_exact_slices_of_the_articles(
             **sample_articles,
             # Windows line breaks and a BOM must not shift any offset.
             "crlf.txt": "\ufeff换行测试\r\n\r\n第一句话在这里。第二句话也在！\r\n第三句话呢？\r\n",
+            # Four-byte UTF-8 (emoji, CJK extension B): character offsets, not byte offsets.
+            "wide.txt": "表情😀测试\n\n𠀀𠮷字在这里😀。第二句🀄也在！第三句呢？\n",
         }
     )
     build_index(IndexConfig(corpus_dir, tmp_path / "index", chunk_chars=60), e5)
@@ -133,6 +135,11 @@ def test_stored_chunks_and_sentences_are_exact_slices_of_the_articles(
         assert {s.doc for s in members} == {chunk.doc}
         assert (members[0].start, members[-1].end) == (chunk.start, chunk.end)
     assert "\r\n" in next(c.text for c in index.chunks if c.doc == "crlf.txt")
+    assert "𠮷字在这里😀" in "".join(c.text for c in index.chunks if c.doc == "wide.txt")
+    # The stored articles behave as a dict of them (rag/document_store.py).
+    assert list(index.documents) == sorted(index.documents) and len(index.documents) == 6
+    assert "nope.txt" not in index.documents and index.documents.get("nope.txt") is None
+    assert [d.id for d in index.manifest.documents] == list(index.documents)
     assert index.vectors.size == len(index.chunks)
     index.sentence_vectors.bind(e5)
     assert index.sentence_vectors[list(range(len(index.sentences)))].shape == (
