@@ -616,6 +616,20 @@ FEATURES: tuple[str, ...] = (
     "unit_match",  # the unit a "多少X" question names ends the span or follows it (-1 none asked)
     "clause_share",  # the span's share of the clause it lies in
     "form_agrees",  # 1 the span's form is the one asked, -1 another specific form, 0 generic
+    # Where the question's words sit around the span, by the side of the wh-word they come
+    # from: the answer fills the wh-word's slot, so words before it should precede the span.
+    "before_terms_left",  # share of the terms before the wh-word found left of the span
+    "before_terms_right",  # ... found right of it (out of place)
+    "after_terms_right",  # share of the terms after the wh-word found right of the span
+    "after_terms_left",
+    "clause_coverage",  # share of question terms in the span's clause, outside the span
+    # The same scores against the sentence's best candidate: the model scores each candidate
+    # alone, so these say how it compares with its rivals.
+    "clause_coverage_gap",
+    "left_match_gap",
+    "right_match_gap",
+    "window_gap",
+    "term_distance_gap",
 )
 _INDEX = {name: k for k, name in enumerate(FEATURES)}
 CATEGORICAL = (
@@ -689,6 +703,24 @@ def featurize(question: str, sentence: str) -> tuple[tuple[Candidate, ...], np.n
     for lo, hi in _clauses(sentence) or [(0, n)]:
         for i in range(lo, hi + 1):
             clause_of[i] = hi - lo
+    # Question terms found in the sentence, marked by the side of the wh-word they come from,
+    # and grouped by the clause they fall in.
+    side_terms = [t for t in q.terms if (len(t) > 1 or not t.isascii()) and not _WH.fullmatch(t)]
+    before_set = {t for t in side_terms if t in q.before}
+    n_before = len(before_set)
+    n_after = len({t for t in side_terms if t not in before_set})
+    side_spans = [
+        (m.start(), m.end(), t in before_set, t)
+        for t in dict.fromkeys(side_terms)
+        for m in re.finditer(re.escape(t), sentence, re.IGNORECASE)
+    ]
+    clause_at = [0] * (n + 1)
+    for brk in _CLAUSE_BREAK.finditer(sentence):
+        for i in range(brk.end(), n + 1):
+            clause_at[i] += 1
+    clause_terms: dict[int, list[tuple[int, int, str]]] = {}
+    for ts, te, _, t in side_spans:
+        clause_terms.setdefault(clause_at[ts], []).append((ts, te, t))
     rows: list[list[float]] = []
     for c, stype in zip(cands, types, strict=True):
         text = sentence[c.start : c.end]
@@ -763,7 +795,58 @@ def featurize(question: str, sentence: str) -> tuple[tuple[Candidate, ...], np.n
             -1 if not q.unit else float(text.endswith(q.unit) or sentence.startswith(q.unit, c.end))
         )
         row[_INDEX["clause_share"]] = len(text) / max(clause_of[c.start], len(text), 1)
-    return cands, np.array(rows, dtype=np.float64)
+        _slot_features(row, c, side_spans, n_before, n_after, clause_at, clause_terms)
+    table = np.array(rows, dtype=np.float64)
+    for gap, name, sign in _GAPS:
+        col = table[:, _INDEX[name]]
+        best = col.max() if sign > 0 else col.min()
+        table[:, _INDEX[gap]] = sign * (col - best)
+    return cands, table
+
+
+# (gap column, source column, +1 higher is better / -1 lower is better); the window gap uses
+# the sum of the two windows, filled into ``window_gap`` first.
+_GAPS = (
+    ("clause_coverage_gap", "clause_coverage", 1),
+    ("left_match_gap", "left_match", 1),
+    ("right_match_gap", "right_match", 1),
+    ("window_gap", "window_gap", 1),
+    ("term_distance_gap", "term_distance", -1),
+)
+
+
+def _slot_features(
+    row: list[float],
+    c: Candidate,
+    side_spans: list[tuple[int, int, bool, str]],
+    n_before: int,
+    n_after: int,
+    clause_at: list[int],
+    clause_terms: dict[int, list[tuple[int, int, str]]],
+) -> None:
+    """Fill the wh-slot alignment features of one candidate (see ``FEATURES``)."""
+    bl = br = al = ar = 0
+    seen: set[tuple[str, bool, bool]] = set()
+    for ts, te, before, term in side_spans:
+        if ts < c.end and te > c.start:
+            continue  # inside the span: not context
+        left = te <= c.start
+        key = (term, before, left)
+        if key in seen:
+            continue
+        seen.add(key)
+        if before:
+            bl, br = bl + left, br + (not left)
+        else:
+            al, ar = al + left, ar + (not left)
+    row[_INDEX["before_terms_left"]] = bl / n_before if n_before else -1
+    row[_INDEX["before_terms_right"]] = br / n_before if n_before else -1
+    row[_INDEX["after_terms_right"]] = ar / n_after if n_after else -1
+    row[_INDEX["after_terms_left"]] = al / n_after if n_after else -1
+    terms = clause_terms.get(clause_at[c.start], [])
+    outside = {t for ts, te, t in terms if ts >= c.end or te <= c.start}
+    row[_INDEX["clause_coverage"]] = len(outside) / max(n_before + n_after, 1)
+    row[_INDEX["window_gap"]] = row[_INDEX["left_window"]] + row[_INDEX["right_window"]]
 
 
 # --- model -------------------------------------------------------------------------------------
@@ -817,11 +900,23 @@ def _best_with_shipped_model(question: str, sentence: str) -> tuple[int, int, fl
     return _best(question, sentence, _model())
 
 
+# Asked forms so specific that a span of another specific form never answers them: a price
+# question is not answered by a percentage. The model learns this only weakly, since these
+# forms are rare in training (a few dozen questions each).
+_VETO_ASKS = np.array([ASKS.index(a) for a in ("money", "percent", "rank")], dtype=np.float64)
+
+
+def veto(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``scores`` with 0 for candidates whose form contradicts a money/percent/rank question."""
+    asks, agrees = rows[:, _INDEX["q_asks"]], rows[:, _INDEX["form_agrees"]]
+    return np.where(np.isin(asks, _VETO_ASKS) & (agrees < 0), 0.0, scores)
+
+
 def _best(question: str, sentence: str, model: SpanModel) -> tuple[int, int, float] | None:
     cands, rows = featurize(question, sentence)
     if not cands:
         return None
-    scores = model.predict(rows)
+    scores = veto(rows, model.predict(rows))
     k = int(np.argmax(scores))
     return cands[k].start, cands[k].end, float(scores[k])
 
