@@ -23,10 +23,13 @@ Kind = Literal["flat", "hnsw", "ivf"]
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
-# From a million vectors e5 neighbours crowd more: efSearch 256 costs ~0.2 ms more per query and
-# lifts recall@10 from 0.87 to 0.91 on 1M e5-derived vectors (bench/README.md, bench/ann_1m.py).
-HNSW_EF_SEARCH_LARGE = 256
+# From HNSW_LARGE vectors e5 neighbours crowd more: on 1M e5-derived vectors the graph above had
+# recall@10 0.87 / 0.91 / 0.93 at efSearch 128 / 256 / 512; a denser graph built longer reaches
+# 0.955 at 512 (2.5 ms a query; bench/README.md, bench/ann_1m.py).
 HNSW_LARGE = 500_000
+HNSW_M_LARGE = 48
+HNSW_EF_CONSTRUCTION_LARGE = 100
+HNSW_EF_SEARCH_LARGE = 512
 RERANK = 50  # quantised candidates re-scored exactly per query
 IVF_TRAIN = 64  # training vectors per list (FAISS warns below 39)
 IVF_NPROBE = 64  # lists searched per query (of 2,048 at a million vectors; bench/README.md)
@@ -61,9 +64,13 @@ class VectorIndex:
         index: faiss.Index
         if kind == "hnsw":
             eight_bit: Any = faiss.ScalarQuantizer.QT_8bit
-            index = faiss.IndexHNSWSQ(dim, eight_bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            index.hnsw.efSearch = HNSW_EF_SEARCH
+            large = len(vectors) >= HNSW_LARGE
+            m = HNSW_M_LARGE if large else HNSW_M
+            index = faiss.IndexHNSWSQ(dim, eight_bit, m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = (
+                HNSW_EF_CONSTRUCTION_LARGE if large else HNSW_EF_CONSTRUCTION
+            )
+            index.hnsw.efSearch = HNSW_EF_SEARCH_LARGE if large else HNSW_EF_SEARCH
             if len(vectors):
                 index.train(vectors)  # the quantiser's per-dimension range
         elif kind == "ivf":
