@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +46,7 @@ class Question:
 Span = tuple[str, int, int]  # (doc, start, end)
 
 
-def read_questions(path: Path, documents: dict[str, StoredDocument]) -> list[Question]:
+def read_questions(path: Path, documents: Mapping[str, StoredDocument]) -> list[Question]:
     """Parse the eval file and locate every evidence quote in its article."""
     questions: list[Question] = []
     try:
@@ -279,7 +279,9 @@ def short_answer_scores(q: Question, answer: Answer) -> dict[str, float]:
     }
 
 
-def citation_valid(q: Question, citation: Citation, documents: dict[str, StoredDocument]) -> bool:
+def citation_valid(
+    q: Question, citation: Citation, documents: Mapping[str, StoredDocument]
+) -> bool:
     """The quote is the exact source slice and overlaps a gold answer span or evidence quote."""
     doc = documents.get(citation.doc)
     if doc is None or doc.text[citation.start : citation.end] != citation.quote:
@@ -291,7 +293,7 @@ def citation_valid(q: Question, citation: Citation, documents: dict[str, StoredD
 
 
 def answer_scores(
-    q: Question, answer: Answer, documents: dict[str, StoredDocument]
+    q: Question, answer: Answer, documents: Mapping[str, StoredDocument]
 ) -> dict[str, float]:
     """Per-question answer metrics; absent keys do not count toward that metric's mean.
 
@@ -386,7 +388,7 @@ def answer_record(q: Question, answer: Answer, scores: dict[str, float]) -> dict
 def evaluate_answers(
     questions: Sequence[Question],
     ask: Callable[[str], Answer],
-    documents: dict[str, StoredDocument],
+    documents: Mapping[str, StoredDocument],
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, object]]]:
     """Answer metrics overall and per type, plus one record per question for inspection."""
     rows: list[tuple[list[str], dict[str, float]]] = []

@@ -5,28 +5,27 @@ A build is written into its own directory and published by atomically replacing 
 unchanged chunks are reused from the previous build, keyed by the exact text embedded.
 Only chunks are embedded at build time; sentences are embedded when a question first needs
 them (rag/sentence_vectors.py). Chunks and sentences are stored as memory-mapped offset tables
-(rag/chunk_store.py) and BM25 is memory-mapped, so a large index loads fast and small.
+(rag/chunk_store.py), the articles as one memory-mapped text blob decoded per article when read
+(rag/document_store.py), and BM25 is memory-mapped, so a large index loads fast and small.
 Builds of one folder take turns under a file lock; every file's checksum goes into the
 manifest, and loading checks them and the files' consistency before anything is served.
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import errno
 import hashlib
-import json
 import logging
 import os
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -43,7 +42,14 @@ from rag.chunk_store import (
     write_tables,
 )
 from rag.chunking import Chunk, chunk_corpus
-from rag.corpus import Corpus, Document, load_corpus
+from rag.corpus import Corpus, load_corpus
+from rag.document_store import (
+    IDS_FILE,
+    DocumentStore,
+    StoredDocument,
+    document_info,
+    write_documents,
+)
 from rag.embedding import Embedder
 from rag.errors import (
     IndexDamagedError,
@@ -54,8 +60,7 @@ from rag.errors import (
 from rag.index_check import check_index, damaged, read_part
 from rag.index_lock import index_lock
 from rag.lexical import LexicalIndex
-from rag.manifest import FORMAT_VERSION, DocumentInfo, Manifest, SkippedInfo
-from rag.metadata import MetaField
+from rag.manifest import FORMAT_VERSION, Manifest, SkippedInfo
 from rag.sentence_vectors import SentenceVectors
 from rag.sentences import split_sentences
 from rag.vectors import VectorIndex, choose_kind
@@ -72,41 +77,6 @@ NOMINAL_TEXTS_PER_SECOND = 15.0
 PROGRESS_LOG_SECONDS = 30.0
 
 
-@dataclass(frozen=True)
-class StoredDocument:
-    """An article as indexed: its original text is what citation offsets point into, those of
-    its metadata fields included."""
-
-    id: str
-    title: str
-    date: str | None
-    text: str
-    meta: tuple[MetaField, ...] = ()
-    format: str = "text"  # which reader made ``text`` (rag.readers)
-    encoding: str | None = None
-    pages: tuple[int, ...] = ()  # offset where each page starts (PDF)
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> StoredDocument:
-        """A ``documents.jsonl`` row; builds made before metadata was stored have none."""
-        meta = tuple(MetaField(**field) for field in row.get("meta", ()))
-        return cls(
-            row["id"],
-            row["title"],
-            row["date"],
-            row["text"],
-            meta,
-            row.get("format", "text"),
-            row.get("encoding"),
-            tuple(row.get("pages", ())),
-        )
-
-    def page_at(self, offset: int) -> int | None:
-        """The 1-based page holding ``offset``; None without pages or above the first."""
-        page = bisect.bisect_right(self.pages, offset)
-        return page or None
-
-
 @dataclass
 class SearchIndex:
     """Everything retrieval and answering need, loaded in memory from one complete build."""
@@ -114,7 +84,7 @@ class SearchIndex:
     path: Path
     manifest: Manifest
     chunks: ChunkTable
-    documents: dict[str, StoredDocument]
+    documents: Mapping[str, StoredDocument]  # a DocumentStore: articles decoded when read
     vectors: VectorIndex
     lexical: LexicalIndex
     sentences: SentenceTable
@@ -378,10 +348,10 @@ def _write_build(
     (tmp / "keys.txt").write_text("\n".join(keys), encoding="utf-8")
     LexicalIndex.build([c.text for c in chunks]).save(tmp / "bm25")
     write_tables(tmp, [d.id for d in corpus.documents], chunks, sentences, chunk_sentences)
-    _write_jsonl(tmp / "documents.jsonl", (_document_row(d) for d in corpus.documents))
     per_doc: dict[str, int] = {}
     for chunk in chunks:
         per_doc[chunk.doc] = per_doc.get(chunk.doc, 0) + 1
+    write_documents(tmp, corpus.documents, per_doc)
     manifest = Manifest(
         embedder=embedder.id,
         dim=embedder.dim,
@@ -390,20 +360,8 @@ def _write_build(
         vector_index=kind,
         corpus_dir=str(config.corpus_dir.resolve()),
         corpus_fingerprint=corpus.fingerprint(),
-        documents=[
-            DocumentInfo(
-                id=d.id,
-                title=d.title,
-                date=d.date,
-                author=_first(d.meta, "author"),
-                source=_first(d.meta, "source"),
-                sha256=d.sha256,
-                chunks=per_doc.get(d.id, 0),
-                format=d.format,
-                encoding=d.encoding,
-            )
-            for d in corpus.documents
-        ],
+        documents=[document_info(d, per_doc.get(d.id, 0)) for d in corpus.documents],
+        document_count=len(corpus.documents),
         skipped=[SkippedInfo(path=str(s.path), reason=s.reason) for s in corpus.skipped],
         chunk_count=len(chunks),
         embedded=embedded,
@@ -426,41 +384,14 @@ def _save_vectors(vectors: VectorIndex, path: Path) -> None:
         raise OSError(code, why, str(path)) from None
 
 
-def _document_row(doc: Document) -> dict[str, object]:
-    return {
-        "id": doc.id,
-        "title": doc.title,
-        "date": doc.date,
-        "text": doc.text,
-        "meta": [asdict(field) for field in doc.meta],
-        "format": doc.format,
-        "encoding": doc.encoding,
-        "pages": list(doc.pages),
-    }
-
-
-def _first(meta: Sequence[MetaField], name: str) -> str | None:
-    return next((field.value for field in meta if field.name == name), None)
-
-
-def _write_jsonl(path: Path, rows: Iterator[dict[str, object]]) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _read_jsonl(path: Path) -> list[dict[str, object]]:
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def load_index(index_dir: Path, *, verify: bool = False) -> SearchIndex:
     """Load the live build; the symlink is resolved once so a concurrent swap cannot mix builds.
 
     Every file is checked against its checksum and the files against each other first: a
     damaged build raises :class:`IndexDamagedError` naming the file, never serves. Files whose
     stat is unchanged since they were last hashed are not hashed again (rag/checksums.py)
-    unless ``verify``.
+    unless ``verify``. Articles are decoded and checked when first read (rag/document_store.py);
+    ``verify`` reads them all now.
     """
     link = current_path(index_dir)
     if not (link / MANIFEST).is_file():
@@ -475,13 +406,10 @@ def load_index(index_dir: Path, *, verify: bool = False) -> SearchIndex:
         bad = checksum_problem(path, manifest.files, full=verify)
         if bad is not None:
             raise damaged(path / bad[0], bad[1])
-    documents = read_part(
-        path,
-        "documents.jsonl",
-        lambda p: {str(row["id"]): StoredDocument.from_row(row) for row in _read_jsonl(p)},
-    )
+    documents = read_part(path, IDS_FILE, lambda p: DocumentStore(path))
+    manifest.documents = documents.infos()
     chunks, sentences, chunk_sentences = read_part(
-        path, CHUNKS_FILE, lambda p: read_tables(path, list(documents), documents)
+        path, CHUNKS_FILE, lambda p: read_tables(path, documents.ids, documents)
     )
     # Chunk vectors, memory-mapped: paged in where HNSW results are re-scored.
     exact = read_part(path, "embeddings.npy", lambda p: np.load(p, mmap_mode="r"))
@@ -497,13 +425,8 @@ def load_index(index_dir: Path, *, verify: bool = False) -> SearchIndex:
         sentences,
         chunk_sentences,
     )
-    check_index(index, exact)
+    check_index(index, documents, exact, full=verify)
     return index
-
-
-def _rows(cls: Callable[..., Any]) -> Callable[[Path], list[Any]]:
-    """A reader of a JSONL file of ``cls`` records."""
-    return lambda path: [cls(**row) for row in _read_jsonl(path)]
 
 
 def index_problem(

@@ -18,9 +18,11 @@ from rag.chunk_store import CHUNKS_FILE, MEMBERS_FILE, SENTENCES_FILE
 from rag.errors import IndexDamagedError
 
 if TYPE_CHECKING:
+    from rag.document_store import DocumentStore
     from rag.index import SearchIndex
 
 T = TypeVar("T")
+IDS_FILE = "document_ids.json"  # the article ids (rag/document_store.py imports this module)
 
 
 def damaged(path: Path, why: str) -> IndexDamagedError:
@@ -47,41 +49,35 @@ def read_part(build: Path, name: str, read: Callable[[Path], T]) -> T:
         raise damaged(build / name, one_line(exc)) from None
 
 
-def _is_span(start: object, end: object, length: int) -> bool:
-    return type(start) is int and type(end) is int and 0 <= start < end <= length
-
-
-def check_index(index: SearchIndex, chunk_vectors: np.ndarray) -> None:
+def check_index(
+    index: SearchIndex, documents: DocumentStore, chunk_vectors: np.ndarray, *, full: bool = False
+) -> None:
     """Raise :class:`IndexDamagedError` unless the parts of ``index`` fit together.
 
-    The chunk and sentence tables are checked with numpy, a block of rows at a time (a million
-    chunks in well under a second); their text is cut from the articles, so it cannot differ
-    from them.
+    The article, chunk and sentence tables are checked with numpy, a block of rows at a time (a
+    million chunks in well under a second); chunk and sentence text is cut from the articles,
+    so it cannot differ from them. Each article's own offsets (metadata, pages) are checked
+    when it is first read, or here for all of them when ``full``.
     """
     build, manifest = index.path, index.manifest
-    texts = {doc_id: doc.text for doc_id, doc in index.documents.items()}
-    if set(texts) != {d.id for d in manifest.documents}:
-        raise damaged(build / "documents.jsonl", "its articles differ from the manifest's")
-    for doc_id, doc in index.documents.items():
-        for field in doc.meta:
-            if not (
-                _is_span(field.start, field.end, len(doc.text))
-                and doc.text[field.start : field.end] == field.value
-            ):
-                raise damaged(build / "documents.jsonl", f"metadata of {doc_id} is off its text")
-        pages = list(doc.pages)
-        if pages != sorted(pages) or not all(0 <= page <= len(doc.text) for page in pages):
-            raise damaged(build / "documents.jsonl", f"page offsets of {doc_id} are off its text")
-    lengths = np.array([len(t) for t in texts.values()], dtype=np.int64)
+    if manifest.document_count != len(documents):
+        raise damaged(
+            build / IDS_FILE,
+            f"{len(documents)} articles where the manifest counts {manifest.document_count}",
+        )
     chunks = np.asarray(index.chunks.rows)
     if manifest.chunk_count != len(chunks):
         raise damaged(
             build / CHUNKS_FILE,
             f"{len(chunks)} chunks where the manifest counts {manifest.chunk_count}",
         )
+    lengths = documents.lengths
     bad = _outside(chunks, (0, 2, 3), lengths)
     if bad is not None:
         raise damaged(build / CHUNKS_FILE, f"chunk {bad} points outside its article")
+    documents.check(manifest.chunk_count, np.asarray(chunks[:, 0], dtype=np.int64))
+    if full:
+        documents.check_all()
     sentences = np.asarray(index.sentences.rows)
     bad = _outside(sentences, (0, 1, 2), lengths)
     if bad is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 # 2: documents carry header metadata with offsets; 3: formats and encodings, file checksums,
-# a hard maximum chunk length; 4: offset tables, one vector per chunk (sentences embedded lazily)
-FORMAT_VERSION = 4
+# a hard maximum chunk length; 4: offset tables, one vector per chunk (sentences embedded lazily);
+# 5: articles in a memory-mapped text blob (rag/document_store.py), per-article list out of here
+FORMAT_VERSION = 5
 
 
 class DocumentInfo(BaseModel):
@@ -42,7 +44,10 @@ class Manifest(BaseModel):
     vector_index: str
     corpus_dir: str
     corpus_fingerprint: str
-    documents: list[DocumentInfo]
+    # Not written to manifest.json (rag/document_store.py keeps it; load_index puts a view of
+    # it here): at a million chunks the list cost ~1 s and ~0.2 kB of RAM per chunk to parse.
+    documents: Sequence[DocumentInfo] = Field(default_factory=list)
+    document_count: int = 0
     skipped: list[SkippedInfo] = Field(default_factory=list)
     chunk_count: int
     embedded: int = 0
@@ -73,7 +78,7 @@ class Manifest(BaseModel):
         return None
 
     def write(self, path: Path) -> None:
-        path.write_text(self.model_dump_json(indent=2), encoding="utf-8")
+        path.write_text(self.model_dump_json(indent=2, exclude={"documents"}), encoding="utf-8")
 
     @classmethod
     def read(cls, path: Path) -> Manifest:

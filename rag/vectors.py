@@ -4,7 +4,11 @@ Small corpora get exact search over float32 vectors. Large ones get an HNSW grap
 scalar-quantised vectors (384 bytes a vector instead of 1,536, plus ~270 bytes of graph) whose
 best ``RERANK`` candidates are re-scored exactly with the float32 vectors, read from the
 build's memory-mapped ``embeddings.npy``: 8 bits alone flip near-ties (e5's cosines crowd into
-0.7-0.9) and held recall@10 under 0.95 (bench/README.md, "Scale").
+0.7-0.9) and held recall@10 under 0.95 (bench/README.md, "Scale"). ``RAG_ANN=ivf`` asks for
+an inverted file (IVF) over the same 8-bit vectors with the same re-score instead: minutes to
+build where a million-vector graph takes about an hour on two cores, but on e5-like vectors its
+recall@10 stayed near 0.8 (bench/README.md, "Scale at a million chunks"), so ``auto`` never
+picks it.
 """
 
 from __future__ import annotations
@@ -15,16 +19,32 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-Kind = Literal["flat", "hnsw"]
+Kind = Literal["flat", "hnsw", "ivf"]
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
+# From HNSW_LARGE vectors e5 neighbours crowd more: on 1M e5-derived vectors the graph above had
+# recall@10 0.87 / 0.91 / 0.93 at efSearch 128 / 256 / 512; a denser graph built longer reaches
+# 0.955 at 512 (2.5 ms a query; bench/README.md, bench/ann_1m.py).
+HNSW_LARGE = 500_000
+HNSW_M_LARGE = 48
+HNSW_EF_CONSTRUCTION_LARGE = 100
+HNSW_EF_SEARCH_LARGE = 512
 RERANK = 50  # quantised candidates re-scored exactly per query
+IVF_TRAIN = 64  # training vectors per list (FAISS warns below 39)
+IVF_NPROBE = 64  # lists searched per query (of 2,048 at a million vectors; bench/README.md)
+
+
+def ivf_lists(count: int) -> int:
+    """Inverted lists for ``count`` vectors: ~2 sqrt(n), a power of two, 2,048 at a million."""
+    return int(2 ** max(4, round(np.log2(2 * np.sqrt(max(count, 1))))))
 
 
 def choose_kind(setting: str, count: int, threshold: int) -> Kind:
     """Exact search unless configured otherwise or the corpus is large enough to need ANN."""
-    if setting == "hnsw" or (setting == "auto" and count >= threshold):
+    if setting in ("hnsw", "ivf"):
+        return "ivf" if setting == "ivf" else "hnsw"
+    if setting == "auto" and count >= threshold:
         return "hnsw"
     return "flat"
 
@@ -44,16 +64,22 @@ class VectorIndex:
         index: faiss.Index
         if kind == "hnsw":
             eight_bit: Any = faiss.ScalarQuantizer.QT_8bit
-            index = faiss.IndexHNSWSQ(dim, eight_bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            index.hnsw.efSearch = HNSW_EF_SEARCH
+            large = len(vectors) >= HNSW_LARGE
+            m = HNSW_M_LARGE if large else HNSW_M
+            index = faiss.IndexHNSWSQ(dim, eight_bit, m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = (
+                HNSW_EF_CONSTRUCTION_LARGE if large else HNSW_EF_CONSTRUCTION
+            )
+            index.hnsw.efSearch = HNSW_EF_SEARCH_LARGE if large else HNSW_EF_SEARCH
             if len(vectors):
                 index.train(vectors)  # the quantiser's per-dimension range
+        elif kind == "ivf":
+            index = _train_ivf(vectors)
         else:
             index = faiss.IndexFlatIP(dim)
         if len(vectors):
             index.add(vectors)
-        return cls(index, kind, vectors if kind == "hnsw" else None)
+        return cls(index, kind, vectors if kind != "flat" else None)
 
     @property
     def size(self) -> int:
@@ -71,7 +97,7 @@ class VectorIndex:
         # search in parallel already, and a team only adds waiting on a busy machine (flat
         # search at 100k: 42 ms with two threads, 6 ms with one).
         faiss.omp_set_num_threads(1)
-        if self.exact is None or self.kind != "hnsw":
+        if self.exact is None or self.kind == "flat":
             scores, ids = self._index.search(queries, k)
             return scores, ids
         _, found = self._index.search(queries, max(k, min(RERANK, self.size)))
@@ -92,7 +118,30 @@ class VectorIndex:
     def load(cls, path: Path, exact: np.ndarray | None = None) -> VectorIndex:
         """Read a saved index; ``exact`` (memory-mapped float32 rows) re-scores HNSW results."""
         index = faiss.read_index(str(path))
-        kind: Kind = "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
-        if kind == "hnsw":
-            faiss.downcast_index(index).hnsw.efSearch = HNSW_EF_SEARCH  # type: ignore[attr-defined]
+        kind: Kind = "flat"
+        if isinstance(index, faiss.IndexHNSW):
+            kind = "hnsw"
+            ef = HNSW_EF_SEARCH_LARGE if index.ntotal >= HNSW_LARGE else HNSW_EF_SEARCH
+            faiss.downcast_index(index).hnsw.efSearch = ef  # type: ignore[attr-defined]
+        elif isinstance(index, faiss.IndexIVF):
+            kind = "ivf"
+            faiss.downcast_index(index).nprobe = IVF_NPROBE  # type: ignore[attr-defined]
         return cls(index, kind, exact)
+
+
+def _train_ivf(vectors: np.ndarray) -> faiss.Index:
+    """A trained, empty IVF-SQ8 index: k-means lists and 8-bit ranges from an even sample."""
+    dim = vectors.shape[1]
+    lists = min(ivf_lists(len(vectors)), max(1, len(vectors) // IVF_TRAIN))
+    quantizer = faiss.IndexFlatIP(dim)
+    eight_bit: Any = faiss.ScalarQuantizer.QT_8bit
+    index = faiss.IndexIVFScalarQuantizer(
+        quantizer, dim, lists, eight_bit, faiss.METRIC_INNER_PRODUCT
+    )
+    index.cp.niter = 10  # k-means rounds: the lists only need to be roughly balanced
+    index.cp.max_points_per_centroid = IVF_TRAIN
+    if len(vectors):
+        step = max(1, len(vectors) // (lists * IVF_TRAIN))
+        index.train(np.ascontiguousarray(vectors[::step][: lists * IVF_TRAIN]))
+    index.nprobe = IVF_NPROBE
+    return index  # FAISS's Python wrapper keeps ``quantizer`` alive with the index

@@ -19,7 +19,15 @@ from rag.corpus import load_corpus
 from rag.embedding import E5Embedder, Embedder
 from rag.engine import load_engine
 from rag.errors import IndexMismatchError
-from rag.index import IndexConfig, SearchIndex, build_index, load_index, open_index, passage_text
+from rag.index import (
+    IndexConfig,
+    SearchIndex,
+    StoredDocument,
+    build_index,
+    load_index,
+    open_index,
+    passage_text,
+)
 from rag.manifest import FORMAT_VERSION
 from rag.retrieval import Retriever
 from rag.settings import Settings
@@ -35,7 +43,10 @@ BUILD_FILES = {
     "sentences.npy",
     "chunk_sentences.npy",
     "chunk_sentence_ptr.npy",
-    "documents.jsonl",
+    "documents.txt",  # the articles (rag/document_store.py)
+    "document_info.jsonl",
+    "documents.npy",
+    "document_ids.json",
 }
 
 
@@ -104,6 +115,8 @@ def test_stored_chunks_and_sentences_are_exact_slices_of_the_articles(
             **sample_articles,
             # Windows line breaks and a BOM must not shift any offset.
             "crlf.txt": "\ufeff换行测试\r\n\r\n第一句话在这里。第二句话也在！\r\n第三句话呢？\r\n",
+            # Four-byte UTF-8 (emoji, CJK extension B): character offsets, not byte offsets.
+            "wide.txt": "表情😀测试\n\n𠀀𠮷字在这里😀。第二句🀄也在！第三句呢？\n",
         }
     )
     build_index(IndexConfig(corpus_dir, tmp_path / "index", chunk_chars=60), e5)
@@ -122,6 +135,11 @@ def test_stored_chunks_and_sentences_are_exact_slices_of_the_articles(
         assert {s.doc for s in members} == {chunk.doc}
         assert (members[0].start, members[-1].end) == (chunk.start, chunk.end)
     assert "\r\n" in next(c.text for c in index.chunks if c.doc == "crlf.txt")
+    assert "𠮷字在这里😀" in "".join(c.text for c in index.chunks if c.doc == "wide.txt")
+    # The stored articles behave as a dict of them (rag/document_store.py).
+    assert list(index.documents) == sorted(index.documents) and len(index.documents) == 6
+    assert "nope.txt" not in index.documents and index.documents.get("nope.txt") is None
+    assert [d.id for d in index.manifest.documents] == list(index.documents)
     assert index.vectors.size == len(index.chunks)
     index.sentence_vectors.bind(e5)
     assert index.sentence_vectors[list(range(len(index.sentences)))].shape == (
@@ -374,12 +392,12 @@ def test_a_killed_build_leaves_the_previous_index_serving(
     assert builds_in(index_dir) == {before.path.name, rebuilt.path.name}
 
 
-def test_metadata_is_stored_and_older_builds_still_load(
+def test_metadata_is_stored_and_older_builds_load_or_are_rebuilt(
     bundled_index: SearchIndex, tmp_path: Path
 ) -> None:
-    """Documents keep their metadata fields; a build written before metadata was stored
-    (documents.jsonl without ``meta``, manifest without author/source or checksums) loads
-    with none."""
+    """Documents keep their metadata fields; a build without checksums still loads, a row
+    stored before metadata reads with none, and a build of an older layout (format 4: one
+    ``documents.jsonl`` parsed whole at load) is refused as a mismatch, so it is rebuilt."""
     corpus = load_corpus(Path(bundled_index.manifest.corpus_dir))
     for doc in corpus.documents:
         stored = bundled_index.documents[doc.id]
@@ -394,21 +412,16 @@ def test_metadata_is_stored_and_older_builds_still_load(
     old = tmp_path / "index"
     shutil.copytree(bundled_index.path, old / "builds" / "old")
     (old / "current").symlink_to(Path("builds") / "old")
-    documents = old / "builds" / "old" / "documents.jsonl"
-    rows = [json.loads(line) for line in documents.read_text(encoding="utf-8").splitlines()]
-    documents.write_text(
-        "".join(json.dumps({k: v for k, v in row.items() if k != "meta"}) + "\n" for row in rows),
-        encoding="utf-8",
-    )
     manifest = json.loads((old / "current" / "manifest.json").read_text(encoding="utf-8"))
-    del manifest["files"]  # nor checksums
-    for info in manifest["documents"]:
-        del info["author"], info["source"]
+    del manifest["files"]  # no checksums
     (old / "current" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-
     loaded = load_index(old)
-    assert [d.meta for d in loaded.documents.values()] == [(), ()]
-    assert [d.title for d in loaded.documents.values()] == [
-        d.title for d in bundled_index.documents.values()
-    ]
-    assert all(d.author is None for d in loaded.manifest.documents)
+    assert dict(loaded.documents) == dict(bundled_index.documents)
+    line = (old / "current" / "document_info.jsonl").read_bytes().splitlines()[0]
+    row = {k: v for k, v in json.loads(line).items() if k != "meta"}
+    assert StoredDocument.from_row(row, "text").meta == ()
+
+    manifest["format_version"] = 4
+    (old / "current" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexMismatchError, match="index format 4 != "):
+        load_index(old)

@@ -74,11 +74,21 @@ def restamp(build: Path) -> None:
 
 def shift_documents(build: Path) -> None:
     """Every article's text moved by three characters: offsets now cut the wrong words."""
-    path = build / "documents.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    for row in rows:
-        row["text"] = "【转】" + row["text"]
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    path = build / "documents.txt"
+    blob = path.read_bytes()
+    table = np.load(build / "documents.npy")
+    path.write_bytes(b"".join("【转】".encode() + blob[s:e] for s, e in table[:, :2]))
+
+
+def overwrite_titles(build: Path) -> None:
+    """Each article's title line overwritten in place, byte for byte the same length: the
+    table still fits, only reading the article (its metadata offsets) can tell."""
+    path = build / "documents.txt"
+    blob = bytearray(path.read_bytes())
+    for start, _ in np.load(build / "documents.npy")[:, :2]:
+        line = bytes(blob[start:]).split(b"\n", 1)[0]
+        blob[start : start + len(line)] = b"x" * len(line)
+    path.write_bytes(bytes(blob))
 
 
 def sentences_out_of_range(build: Path) -> None:
@@ -98,18 +108,19 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "truncated faiss": (lambda b: truncate(b / "vectors.faiss"), "vectors.faiss"),
     "truncated npy": (lambda b: truncate(b / "embeddings.npy"), "embeddings.npy"),
     "truncated table": (lambda b: truncate(b / "chunks.npy"), "chunks.npy"),
-    "truncated jsonl": (lambda b: truncate(b / "documents.jsonl"), "documents.jsonl"),
+    "truncated text": (lambda b: truncate(b / "documents.txt"), "documents.txt"),
+    "truncated jsonl": (lambda b: truncate(b / "document_info.jsonl"), "document_info.jsonl"),
     "truncated bm25": (
         lambda b: truncate(next(p for p in (b / "bm25").iterdir() if p.suffix == ".npy")),
         "bm25/",
     ),
     "bad manifest JSON": (bad_manifest, "manifest.json"),
-    "shifted documents.jsonl": (shift_documents, "documents.jsonl"),
+    "shifted documents.txt": (shift_documents, "documents.txt"),
     # The same faults written by a build itself, checksums and all: only the consistency
     # checks can tell.
-    "shifted documents.jsonl, restamped": (
+    "shifted documents.txt, restamped": (
         lambda b: (shift_documents(b), restamp(b)),
-        "documents.jsonl",
+        "documents.txt",
     ),
     "chunk_sentences out of range, restamped": (
         lambda b: (sentences_out_of_range(b), restamp(b)),
@@ -192,6 +203,26 @@ def test_the_tables_are_checked_across_blocks_of_rows(
         load_index(index_copy)
 
     assert f"chunk {chunks - 1} lists sentence 10000" in caught.value.message
+
+
+def test_an_article_damaged_in_place_is_refused_when_read_or_verified(
+    index_copy: Path, e5: E5Embedder
+) -> None:
+    """Same-length damage the checksums were updated for passes the load-time table checks
+    (articles are not decoded at load); reading the article finds it, and so does
+    ``verify=True``. The other articles still serve."""
+    build = live_build(index_copy)
+    overwrite_titles(build)
+    restamp(build)
+
+    with pytest.raises(IndexDamagedError) as caught:
+        load_index(index_copy, verify=True)
+    assert "is off its text" in caught.value.message
+    index = load_index(index_copy)
+    with pytest.raises(IndexDamagedError) as caught:
+        index.documents[next(iter(index.documents))]
+    assert f"damaged index file {build}/document_info.jsonl: metadata of " in caught.value.message
+    assert "\n" not in caught.value.message
 
 
 def counting_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -291,7 +322,7 @@ def test_a_garbled_stat_record_means_hashing_everything(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["truncated faiss", "shifted documents.jsonl, restamped"])
+@pytest.mark.parametrize("damage", ["truncated faiss", "shifted documents.txt, restamped"])
 def test_the_cli_reports_damage_in_one_line_or_rebuilds(
     damage: str, index_copy: Path, sample_corpus: Path, run_rag: Run
 ) -> None:
@@ -735,13 +766,13 @@ def test_serve_rebuilds_a_damaged_index_and_quotes_the_articles_exactly(
     """Shifted article text that the checksums were updated for: only the consistency check
     catches it, and without it every quote would be cut three characters off."""
     damaged_build = live_build(index_copy)
-    DAMAGE["shifted documents.jsonl, restamped"][0](damaged_build)
+    DAMAGE["shifted documents.txt, restamped"][0](damaged_build)
 
     proc = serve("--corpus", sample_corpus, "--index-dir", index_copy, "-q")
 
     port = int(wait_for_line(proc, r"rag: serving 4 articles \(\d+ chunks\) at \S+:(\d+)")[1])
     log = proc.log.read_text()  # type: ignore[attr-defined]
-    assert f"(damaged index file {damaged_build}/documents.jsonl: " in log
+    assert f"(damaged index file {damaged_build}/documents.txt: " in log
     assert live_build(index_copy) != damaged_build
     quotes = 0
     fresh = {doc.id: doc.text for doc in load_corpus(sample_corpus).documents}

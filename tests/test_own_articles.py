@@ -84,7 +84,7 @@ def test_six_articles_indexed_with_format_and_encoding(index: SearchIndex) -> No
         "hotpot.docx": ("docx", None),
     }
     assert all(d.chunks >= 1 for d in index.manifest.documents)
-    rows = [json.loads(line) for line in (index.path / "documents.jsonl").open(encoding="utf-8")]
+    rows = [json.loads(line) for line in (index.path / "document_info.jsonl").open("rb")]
     assert {row["id"]: row["format"] for row in rows}["opera.pdf"] == "pdf"
     assert index.documents["opera.pdf"].pages[0] == 0 < index.documents["opera.pdf"].pages[1]
 

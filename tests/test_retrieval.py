@@ -249,6 +249,29 @@ def test_hnsw_and_flat_agree_on_the_nearest_vector(tmp_path: Path) -> None:
     assert np.allclose(flat_scores[:, 0], expected, atol=1e-5)
 
 
+def test_ivf_and_flat_agree_on_the_nearest_vector_and_ivf_reloads(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    vectors = _unit_rows(rng, 3000, 64)
+    targets = rng.choice(len(vectors), 40, replace=False)
+    queries = vectors[targets] + 0.2 * _unit_rows(rng, len(targets), 64)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    flat = VectorIndex.build(vectors, "flat")
+    ivf = VectorIndex.build(vectors, "ivf")
+    ivf.save(tmp_path / "ivf.faiss")
+    reloaded = VectorIndex.load(tmp_path / "ivf.faiss", exact=vectors)
+
+    flat_scores, flat_ids = flat.search(queries, 5)
+    ivf_scores, ivf_ids = ivf.search(queries, 5)
+    _, reloaded_ids = reloaded.search(queries, 5)
+
+    assert (ivf.kind, reloaded.kind, ivf.size) == ("ivf", "ivf", 3000)
+    assert np.array_equal(ivf_ids[:, 0], flat_ids[:, 0])
+    assert np.array_equal(reloaded_ids, ivf_ids)
+    # Re-scored with the float rows: exact cosines wherever the same rows were found.
+    same = ivf_ids == flat_ids
+    assert np.allclose(ivf_scores[same], flat_scores[same], atol=1e-5)
+
+
 def test_search_never_returns_more_rows_than_the_index_holds() -> None:
     index = VectorIndex.build(_unit_rows(np.random.default_rng(1), 3, 8))
 
@@ -266,6 +289,8 @@ def test_search_never_returns_more_rows_than_the_index_holds() -> None:
         ("auto", 5000, "hnsw"),
         ("flat", 10**6, "flat"),
         ("hnsw", 1, "hnsw"),
+        ("auto", 10**6, "hnsw"),  # IVF is asked for, never chosen (its recall on e5)
+        ("ivf", 1, "ivf"),
     ],
 )
 def test_choose_kind_switches_to_hnsw_at_the_threshold(setting: str, count: int, kind: str) -> None:
@@ -291,21 +316,38 @@ def test_bm25_top_k_search_equals_scoring_every_chunk(bundled_index: SearchIndex
             assert score == pytest.approx(float(full[row]), abs=1e-4)
 
 
-def test_bm25_search_past_its_postings_budget_still_scores_its_rows_exactly(
-    bundled_index: SearchIndex, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("budget", [10, 200, 10**7])
+def test_bm25_search_past_its_postings_budget_reads_impact_lists_and_says_when_exact(
+    bundled_index: SearchIndex, monkeypatch: pytest.MonkeyPatch, budget: int
 ) -> None:
+    """Over the budget, the heads of the impact-ordered lists give rows scored exactly, best
+    first; whenever the search calls itself exact its top rows are those of scoring every
+    chunk, and reading whole lists it always is."""
     import rag.lexical
 
-    # A budget of one posting: only the rarest term finds candidates; the others only score.
     monkeypatch.setattr(rag.lexical, "POSTINGS_BUDGET", 1)
-    question = "阿里云在中国云计算市场的份额是多少"
-    ranked, scores = bundled_index.lexical.search(question, 10)
-    expected, full = _full_bm25_top(bundled_index, question, 10)
-    assert ranked and set(ranked) < set(np.flatnonzero(full > 0))
-    assert ranked != expected  # candidates from the rarest term only: a different top 10
-    assert [scores[r] for r in ranked] == sorted((scores[r] for r in ranked), reverse=True)
-    for row in ranked:
-        assert scores[row] == pytest.approx(float(full[row]), abs=1e-4)
+    monkeypatch.setattr(rag.lexical, "IMPACT_BUDGET", budget)
+    questions = [q.question for q in read_questions(DEV_SET, bundled_index.documents)]
+    extra = [0, 3, len(bundled_index.chunks) - 1]
+    exact = 0
+    for question in [*QUERIES, *questions]:
+        ranked, scores = bundled_index.lexical.search(question, 10, extra)
+        expected, full = _full_bm25_top(bundled_index, question, 10)
+        assert bool(ranked) == bool(expected), question
+        assert set(ranked) <= set(np.flatnonzero(full > 0))
+        assert [scores[r] for r in ranked] == sorted((scores[r] for r in ranked), reverse=True)
+        assert set(extra) | set(ranked) <= set(scores)
+        for row, score in scores.items():
+            assert score == pytest.approx(float(full[row]), abs=1e-4)
+        if bundled_index.lexical.exact:
+            exact += 1
+            assert ranked == expected, question
+    assert exact == len(QUERIES) + len(questions) if budget == 10**7 else exact >= 0
+    if budget == 10:  # ten postings per query cannot prove a top 10 on this corpus
+        assert exact < len(QUERIES) + len(questions)
+    monkeypatch.setattr(rag.lexical, "POSTINGS_BUDGET", 10**9)  # within it: exact again
+    bundled_index.lexical.search(QUERIES[0], 10)
+    assert bundled_index.lexical.exact
 
 
 def test_sentence_vectors_are_embedded_on_first_use_then_served_from_the_cache(
