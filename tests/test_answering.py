@@ -311,3 +311,16 @@ def test_each_kind_of_question_has_the_threshold_chosen_for_its_kind(
     info = analyse(question)
     assert threshold_group(info) == group
     assert load_models().threshold(info) == card["thresholds"][group]
+
+
+def test_a_question_about_a_year_no_passage_is_about_is_related_not_answered(
+    user_answerer: Answerer,
+) -> None:
+    """A near miss: the article gives the line's length but is dated 2025, not 2019."""
+    asked_2019 = user_answerer.answer("2019年成都地铁30号线一期全长多少公里?", "extractive")
+    asked_2025 = user_answerer.answer("2025年成都地铁30号线一期全长多少公里?", "extractive")
+
+    assert asked_2019.outcome == "related" and asked_2019.answerable is False
+    assert any("2019" in reason for reason in asked_2019.unsupported), asked_2019.unsupported
+    assert asked_2025.outcome == "answered"  # the article's date gives the year
+    assert "全长六十二公里" in asked_2025.citations[0].quote

@@ -104,6 +104,40 @@ def kind_first(
     return [pick, *(pair for pair in ranked if pair is not pick)], None
 
 
+_ASKED_YEAR = re.compile(r"(?<![0-9])(1[5-9][0-9]{2}|20[0-9]{2})(?=\s*年)")
+YEAR_WINDOW = 5  # how deep in the ranking a sentence giving the asked year may be promoted from
+
+
+def _states_year(index: SearchIndex, c: Candidate, years: Sequence[str]) -> bool:
+    """Whether the candidate, its neighbours or its article's title and date name every year."""
+    s = c.sentence
+    doc = index.documents[s.doc]
+    rows = [r for r in (s.row - 1, s.row + 1) if 0 <= r < len(index.sentences)]
+    near = [index.sentences[r] for r in rows if index.sentences[r].doc == s.doc]
+    start = min([s.start, *(n.start for n in near)])
+    end = max([s.end, *(n.end for n in near)])
+    context = doc.text[start:end] + doc.title + (doc.date or "")
+    return all(y in context for y in years)
+
+
+def year_first(
+    index: SearchIndex, info: QuestionInfo, ranked: list[tuple[Candidate, float]]
+) -> tuple[list[tuple[Candidate, float]], str | None]:
+    """A question about one year ("2023年4月…") is answered from a passage of that year: the
+    best candidate whose sentence, neighbours or article date give it goes first; when none of
+    the top ones does, the passages are related but do not answer (a near miss: the articles
+    give 2024's figure, the question asks for 2023's)."""
+    years = list(dict.fromkeys(_ASKED_YEAR.findall(info.text)))
+    if not years or info.parts > 1 or info.multi or info.language != "zh" or not ranked:
+        return ranked, None
+    pick = next((p for p in ranked[:YEAR_WINDOW] if _states_year(index, p[0], years)), None)
+    if pick is None:
+        return ranked, f"no passage is about {'/'.join(years)}"
+    if pick is ranked[0]:
+        return ranked, None
+    return [pick, *(p for p in ranked if p is not pick)], None
+
+
 def has_words(text: str) -> bool:
     """False for input with no word at all: punctuation, emoji, zero-width characters."""
     return bool(_WORDISH.search(text))
@@ -330,6 +364,10 @@ def assess(
         return Assessment(ranked, probability, unknown, reason, "none")
     if missing_kind:
         return Assessment(ranked, probability, unknown, missing_kind, "related")
+    # After the judge, like span_second: the judge scores the order it was trained on.
+    ranked, missing_year = year_first(index, info, ranked)
+    if missing_year:
+        return Assessment(ranked, probability, unknown, missing_year, "related")
     threshold = models.threshold(info)
     if probability >= threshold:
         if reordered and span and not _DEFINITION.match(info.text):
