@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from core_bench import HashNgramEmbedder, git_state, load, read_questions, write_synthetic_corpus
-from scale_bench import QUESTION_FILES, memory, p50_ms, p99_ms
+from scale_bench import QUESTION_FILES, memory, p50_ms, p99_ms, time_searches
 
 import rag.index
 from rag.index import IndexConfig, build_index, current_path, load_index
@@ -195,16 +195,7 @@ def serve_once(index_dir: Path, questions: list[str], graph: Path | None = None)
     gc.collect()
     loaded = memory()
     retriever = Retriever(index, stand_in)
-    for q in questions:  # warm: the hits' sentence vectors, pages of the mapped files
-        retriever.search(q, 8)
-    totals: list[float] = []
-    parts: dict[str, list[float]] = {"dense": [], "lexical": [], "sentences": [], "fuse": []}
-    for q in questions:
-        retriever._cache.clear()
-        timings = retriever.search(q, 8).timings
-        totals.append(timings["retrieve"] - timings["embed"])
-        for key in parts:
-            parts[key].append(timings[key])
+    totals, parts = time_searches(retriever, questions)
     gc.collect()
     after = memory()
     n = len(index.chunks)

@@ -99,6 +99,25 @@ def p99_ms(samples: list[float]) -> float:
 # --------------------------------------------------------------------------- part 1
 
 
+def time_searches(
+    retriever: Retriever, questions: list[str]
+) -> tuple[list[float], dict[str, list[float]]]:
+    """Ask every question twice and time the second pass (the first warms the hits' sentence
+    vectors and the mapped files' pages): ``retrieve()`` without the query embedding, and
+    each of its parts, per question. The query-vector cache is cleared before each search."""
+    for q in questions:
+        retriever.search(q, 8)
+    totals: list[float] = []
+    parts: dict[str, list[float]] = {"dense": [], "lexical": [], "sentences": [], "fuse": []}
+    for q in questions:
+        retriever._cache.clear()
+        timings = retriever.search(q, 8).timings
+        totals.append(timings["retrieve"] - timings["embed"])
+        for key in parts:
+            parts[key].append(timings[key])
+    return totals, parts
+
+
 def _serve_questions(index_dir: str, questions: list[str]) -> dict[str, Any]:
     """In a fresh process: load, answer ``questions`` twice, report memory and timings."""
     gc.collect()
@@ -111,15 +130,7 @@ def _serve_questions(index_dir: str, questions: list[str]) -> dict[str, Any]:
     gc.collect()
     loaded = memory()
     retriever = Retriever(index, stand_in)
-    for q in questions:  # warm: sentence vectors of the hits, pages of the mapped files
-        retriever.search(q, 8)
-    totals, parts = [], {"dense": [], "lexical": [], "sentences": [], "fuse": []}
-    for q in questions:
-        retriever._cache.clear()
-        timings = retriever.search(q, 8).timings
-        totals.append(timings["retrieve"] - timings["embed"])
-        for key in parts:
-            parts[key].append(timings[key])
+    totals, parts = time_searches(retriever, questions)
     gc.collect()
     after = memory()
     n = len(index.chunks)

@@ -142,13 +142,7 @@ class LexicalIndex:
             kth = np.partition(partial, len(partial) - pool)[len(partial) - pool]
             rows = rows[partial >= kth]
         wanted = np.unique(np.concatenate([rows, np.asarray(extra, dtype=rows.dtype)]))
-        total = np.zeros(len(wanted), dtype=np.float32)
-        for start, end, n in spans:
-            postings = indices[start:end]
-            at = np.searchsorted(postings, wanted)
-            at_ok = np.minimum(at, len(postings) - 1)
-            hit = (at < len(postings)) & (postings[at_ok] == wanted)
-            total[hit] += n * data[start:end][at_ok[hit]]
+        total = self._exact(spans, wanted)
         score = {int(r): float(v) for r, v in zip(wanted, total, strict=True)}
         ranked = sorted((int(r) for r in rows if score[int(r)] > 0), key=lambda r: (-score[r], r))
         return ranked[:pool], score

@@ -100,6 +100,8 @@ _TIME = re.compile(
     r"[0-9]{2,4}\s*年|[0-9]{1,2}\s*月|[0-9]{1,2}\s*[日号]|[一二三四五六七八九十]+\s*月"
     r"|[今去明前]年|上半年|下半年|年初|年底|年末|世纪|朝|时期|期间"
 )
+# A year a question names ("2023年4月"): the near misses change it, the selector checks it.
+YEAR_ASKED = re.compile(r"(?<![0-9])(1[5-9][0-9]{2}|20[0-9]{2})(?=\s*年)")
 _QUESTION_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # The unit a "how many" question asks in: 多少公里, 几座, 多少亿元.
 _ASKED_UNIT = re.compile(r"(?:多少|几)([^\s是的呢吗了?？,，。、和与]{1,2})")
@@ -343,7 +345,7 @@ def with_damped_lexical_match(candidate: Candidate, factor: float) -> Candidate:
     return Candidate(candidate.sentence, tuple(values))
 
 
-def _neighbour_rows(index: SearchIndex, s: ScoredSentence) -> list[int]:
+def neighbour_rows(index: SearchIndex, s: ScoredSentence) -> list[int]:
     """The rows of the sentences before and after ``s`` in its document (within the index)."""
     return [
         row
@@ -375,7 +377,7 @@ def evidence_candidates(
     for s in scored:
         text = s.text
         chars = _chars(text)
-        around = _neighbour_rows(index, s)
+        around = neighbour_rows(index, s)
         window_text = "".join([text, *(index.sentence_text(row) for row in around)])
         window_terms = sentence_terms(window_text)
         for row in around:  # neighbours recur: a candidate's neighbour is often a candidate

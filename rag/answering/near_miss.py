@@ -16,11 +16,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from rag.answering.features import question_names, tag_words
+from rag.answering.features import YEAR_ASKED, question_names, tag_words
 
-_YEAR = re.compile(r"(?<![0-9])(1[5-9][0-9]{2}|20[0-9]{2})(?=\s*年)")
 _NUMBER = re.compile(r"(?<![0-9.])([0-9]{1,4})(?![0-9.])")
-NAME_TAGS = ("nr", "ns", "nt")  # nz (other proper nouns) is mostly jieba guessing
+SWAP_TAGS = ("nr", "ns", "nt")  # nz (other proper nouns) is mostly jieba guessing
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def _tag(word: str, question: str) -> str | None:
         around = [words[j][1] for j in (i - 1, i + 1) if 0 <= j < len(words)]
         if any(a.startswith(("n", "eng", "j", "g")) for a in around):
             return None
-        return next((prefix for prefix in NAME_TAGS if t.startswith(prefix)), None)
+        return next((prefix for prefix in SWAP_TAGS if t.startswith(prefix)), None)
     return None
 
 
@@ -81,7 +80,7 @@ def near_miss(
     """``question`` with one year, number or name changed so that ``paragraph`` no longer
     answers it; None when it holds nothing to change. A swapped-in name occurs somewhere in
     ``corpus_text`` (else the service would say at once that the articles never name it)."""
-    year = _YEAR.search(question)
+    year = YEAR_ASKED.search(question)
     if year:
         new = _other_year(int(year.group(1)), paragraph, rng)
         if new:

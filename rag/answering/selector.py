@@ -24,9 +24,11 @@ from rag.answering.features import (
     EVIDENCE_FEATURES,
     PRICE_CUE,
     RARE_WORD,
+    YEAR_ASKED,
     Candidate,
     answerability_row,
     evidence_candidates,
+    neighbour_rows,
     states_money,
     tag_words,
 )
@@ -104,7 +106,6 @@ def kind_first(
     return [pick, *(pair for pair in ranked if pair is not pick)], None
 
 
-_ASKED_YEAR = re.compile(r"(?<![0-9])(1[5-9][0-9]{2}|20[0-9]{2})(?=\s*年)")
 YEAR_WINDOW = 5  # how deep in the ranking a sentence giving the asked year may be promoted from
 
 
@@ -112,8 +113,7 @@ def _states_year(index: SearchIndex, c: Candidate, years: Sequence[str]) -> bool
     """Whether the candidate, its neighbours or its article's title and date name every year."""
     s = c.sentence
     doc = index.documents[s.doc]
-    rows = [r for r in (s.row - 1, s.row + 1) if 0 <= r < len(index.sentences)]
-    near = [index.sentences[r] for r in rows if index.sentences[r].doc == s.doc]
+    near = [index.sentences[r] for r in neighbour_rows(index, s)]
     start = min([s.start, *(n.start for n in near)])
     end = max([s.end, *(n.end for n in near)])
     context = doc.text[start:end] + doc.title + (doc.date or "")
@@ -127,7 +127,7 @@ def year_first(
     best candidate whose sentence, neighbours or article date give it goes first; when none of
     the top ones does, the passages are related but do not answer (a near miss: the articles
     give 2024's figure, the question asks for 2023's)."""
-    years = list(dict.fromkeys(_ASKED_YEAR.findall(info.text)))
+    years = list(dict.fromkeys(YEAR_ASKED.findall(info.text)))
     if not years or info.parts > 1 or info.multi or info.language != "zh" or not ranked:
         return ranked, None
     pick = next((p for p in ranked[:YEAR_WINDOW] if _states_year(index, p[0], years)), None)
