@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -72,7 +72,7 @@ def definition_first(
 # Questions whose answer must be of a kind a sentence visibly holds; the other kinds (person,
 # list, reason, other) are left to the models.
 CHECKED_KINDS = frozenset({"number", "time", "place"})
-KIND_WINDOW = 5  # how deep in the ranking a sentence of the right kind may be promoted from
+KIND_WINDOW = 5  # how deep in the ranking a sentence of the right kind or year is promoted from
 SUBJECT_SHARE = 0.5
 
 
@@ -97,16 +97,24 @@ def kind_first(
             return states_money(c.sentence.text)
         return c.feature("gives_kind") > 0
 
-    pick = next((pair for pair in ranked[:KIND_WINDOW] if fits(pair[0])), None)
-    if pick is None:
+    promoted = promote_first(ranked, fits)
+    if promoted is None:
         kind = "amount of money" if money else info.expects
         return ranked, f"no passage states the {kind} asked for"
+    return promoted, None
+
+
+def promote_first(
+    ranked: list[tuple[Candidate, float]], fits: Callable[[Candidate], bool]
+) -> list[tuple[Candidate, float]] | None:
+    """``ranked`` with the best of its first ``KIND_WINDOW`` candidates that ``fits`` moved to
+    the front; None when none of them fits."""
+    pick = next((pair for pair in ranked[:KIND_WINDOW] if fits(pair[0])), None)
+    if pick is None:
+        return None
     if pick is ranked[0]:
-        return ranked, None
-    return [pick, *(pair for pair in ranked if pair is not pick)], None
-
-
-YEAR_WINDOW = 5  # how deep in the ranking a sentence giving the asked year may be promoted from
+        return ranked
+    return [pick, *(pair for pair in ranked if pair is not pick)]
 
 
 def _states_year(index: SearchIndex, c: Candidate, years: Sequence[str]) -> bool:
@@ -130,12 +138,10 @@ def year_first(
     years = list(dict.fromkeys(YEAR_ASKED.findall(info.text)))
     if not years or info.parts > 1 or info.multi or info.language != "zh" or not ranked:
         return ranked, None
-    pick = next((p for p in ranked[:YEAR_WINDOW] if _states_year(index, p[0], years)), None)
-    if pick is None:
+    promoted = promote_first(ranked, lambda c: _states_year(index, c, years))
+    if promoted is None:
         return ranked, f"no passage is about {'/'.join(years)}"
-    if pick is ranked[0]:
-        return ranked, None
-    return [pick, *(p for p in ranked if p is not pick)], None
+    return promoted, None
 
 
 def has_words(text: str) -> bool:
