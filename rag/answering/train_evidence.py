@@ -608,21 +608,26 @@ SENTENCE_CACHE = "sentence-vectors.npz"  # beside a QA corpus's index: see _sent
 class _SentenceCache:
     """Sentence vectors kept on disk beside a training or validation index, so a second
     training run does not embed again the ~20k sentences its questions reach (the service
-    embeds them lazily, on first use). Keyed by the build they belong to; plain arrays only."""
+    embeds them lazily, on first use). Keyed by the embedder and the text of every sentence row,
+    not by the build: a rebuild of the same corpus (a new index format) keeps the vectors, and
+    any change of the sentences drops them. Plain arrays only."""
 
     def __init__(self, index: SearchIndex, index_dir: Path) -> None:
         self.index = index
         self.path = index_dir / SENTENCE_CACHE
-        self.build = (index_dir / "current").resolve().name
+        digest = hashlib.sha256(index.manifest.embedder.encode())
+        for row in range(len(index.sentences)):
+            digest.update(index.sentence_text(row).encode() + b"\0")
+        self.key = digest.hexdigest()
         if self.path.is_file():
             with np.load(self.path, allow_pickle=False) as data:
-                if str(data["build"]) == self.build:
+                if "key" in data and str(data["key"]) == self.key:
                     index.sentence_vectors.preload(data["rows"], data["vectors"])
 
     def save(self) -> None:
         rows, vectors = self.index.sentence_vectors.snapshot()
         tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, build=np.array(self.build), rows=rows, vectors=vectors)
+        np.savez(tmp, key=np.array(self.key), rows=rows, vectors=vectors)
         tmp.replace(self.path)
 
 
