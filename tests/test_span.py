@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.answering import span
@@ -238,3 +239,17 @@ def test_quote_and_list_features() -> None:
     assert by_text["算力、存储和网络等"][items] == 3
     assert by_text["算力、存储和网络等"][deng] == 1
     assert by_text["阿里云"][items] == 0
+
+
+def test_shipped_model_averages_its_seed_members() -> None:
+    import lightgbm as lgb
+
+    meta = json.loads((span.MODEL_DIR / "span.json").read_text(encoding="utf-8"))
+    assert len(meta["members"]) == len(set(meta["members"])) == 3
+    assert len(set(meta["member_seeds"])) == 3
+    sentence = "该公司的市场份额为36%,排名全球第三。"
+    _, rows = span.featurize("该公司的市场份额是多少?", sentence)
+    members = [lgb.Booster(model_file=str(span.MODEL_DIR / name)) for name in meta["members"]]
+    each = np.array([m.predict(rows, num_threads=1) for m in members])
+    assert not np.allclose(each[0], each[1])  # the seeds make different members
+    assert np.allclose(span.load_model().predict(rows), each.mean(axis=0))

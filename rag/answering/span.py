@@ -2,10 +2,10 @@
 
 Candidates are cut from the sentence (numbers with units, time expressions, quoted names with and
 without their marks, jieba noun phrases, lists joined by 、/和 up to a closing 等, token n-grams
-inside a clause, runs of whole clauses); each is described by the features in ``FEATURES`` and scored
-by the LightGBM model shipped in ``models/span.txt`` (trained by ``train_span.py`` on public
-QA sets). Only a candidate whose probability clears the threshold chosen on the validation
-side is returned: a missing short answer is fine, a wrong one is not.
+inside a clause, runs of whole clauses); each is described by the features in ``FEATURES`` and
+scored by the LightGBM models shipped in ``models/span*.txt`` (three seeds, averaged; trained by
+``train_span.py`` on public QA sets). Only a candidate whose probability clears the threshold
+chosen on the validation side is returned: a missing short answer is fine, a wrong one is not.
 """
 
 from __future__ import annotations
@@ -970,29 +970,34 @@ def _slot_features(
 
 @dataclass(frozen=True)
 class SpanModel:
-    """A booster with its threshold; ``predict`` maps a feature matrix to probabilities."""
+    """Boosters with their threshold; ``predict`` maps a feature matrix to probabilities."""
 
     predict: Callable[[np.ndarray], np.ndarray]
     threshold: float
 
 
-def load_model_from(booster: Any, threshold: float) -> SpanModel:
-    """Wrap a LightGBM booster (loaded or just trained) for scoring."""
+def load_model_from(boosters: Any, threshold: float) -> SpanModel:
+    """Wrap LightGBM boosters (loaded or just trained) for scoring: the mean of their
+    probabilities (members differ only in their bagging seed; one alone is a noisy pick)."""
+    members = boosters if isinstance(boosters, (list, tuple)) else [boosters]
 
     def predict(rows: np.ndarray) -> np.ndarray:
-        return np.asarray(booster.predict(rows, num_threads=1), dtype=np.float64)
+        scores = [np.asarray(b.predict(rows, num_threads=1), dtype=np.float64) for b in members]
+        return np.asarray(np.mean(scores, axis=0), dtype=np.float64)
 
     return SpanModel(predict, threshold)
 
 
 def load_model(folder: Path = MODEL_DIR) -> SpanModel:
-    """Load ``span.txt``/``span.json`` and refuse a model trained on other features."""
+    """Load ``span.json`` and its boosters; refuse a model trained on other features."""
     import lightgbm as lgb
 
     meta: dict[str, Any] = json.loads((folder / "span.json").read_text(encoding="utf-8"))
     if tuple(meta["features"]) != FEATURES:
         raise RuntimeError(f"{folder / 'span.txt'} was trained on other features; retrain it")
-    return load_model_from(lgb.Booster(model_file=str(folder / "span.txt")), meta["threshold"])
+    files = meta.get("members", ["span.txt"])
+    boosters = [lgb.Booster(model_file=str(folder / name)) for name in files]
+    return load_model_from(boosters, meta["threshold"])
 
 
 @lru_cache(maxsize=1)
