@@ -19,6 +19,7 @@ from rag.answering.features import (
     form_match,
 )
 from rag.answering.qa_sets import DEFAULT_DATA_DIR
+from rag.answering.rerank import RERANK_FEATURES, reordered, rerank_rows
 from rag.answering.selector import (
     CARD,
     MODELS_DIR,
@@ -155,6 +156,12 @@ def test_shipped_models_reproduce_the_training_scripts_validation_scores() -> No
         assert evidence[0] == pytest.approx(example["evidence_score"], abs=1e-9)
         assert judged == pytest.approx(example["answerability"], abs=1e-9)
         assert relevant == pytest.approx(example["relevance"], abs=1e-9)
+    if card.get("rerank_top"):
+        assert card["rerank_features"] == list(RERANK_FEATURES)
+        assert card["fixed_rerank_examples"], "the card should carry reranker rows to check"
+        for example in card["fixed_rerank_examples"]:
+            scores = models.reranker.predict(np.array(example["rows"]))
+            assert scores == pytest.approx(example["scores"], abs=1e-9)
     for name in ("validation", "bundled"):  # the validation sets
         figures = card["validation"][name]
         assert figures["false_abstention"] <= 0.2, figures
@@ -240,6 +247,36 @@ def test_runner_up_with_a_far_likelier_answer_span_is_cited_first(
 
     assert close[0][0] is states  # the ranker barely preferred the other sentence
     assert far[0][0] is other  # a large ranker lead is not overturned
+
+
+def test_reranker_rows_read_the_span_model_for_the_top_candidates_only(
+    bundled_index: SearchIndex,
+) -> None:
+    info = analyse("阿里云在2022年占中国云市场份额的多少?")
+    other = _candidate(bundled_index, "张勇如是说", 0)
+    states = _candidate(bundled_index, "阿里云在2022年占中国云市场份额的36%", 1)
+    third = _candidate(bundled_index, "阿里云", 2)
+    ranked = [(other, 2.0), (states, 1.0), (third, 0.0)]
+    asked: list[Candidate] = []
+
+    def span(c: Candidate) -> float:
+        asked.append(c)
+        return span_probability(info, bundled_index, c.sentence)
+
+    rows = rerank_rows(info, ranked, 1.0, 2, span)
+
+    assert rows is not None and rows.shape == (2, len(RERANK_FEATURES))
+    assert asked == [other, states]  # the third candidate costs no span-model call
+    column = {name: rows[:, i] for i, name in enumerate(RERANK_FEATURES)}
+    assert column["span"][1] > column["span"][0]  # the sentence stating 36% holds the answer
+    assert column["span_rank"].tolist() == [1.0, 0.0]
+    assert column["rank"].tolist() == [0.0, 1.0] and column["gap"][0] == 0.0
+    assert reordered(ranked, np.array([0.1, 0.9]))[:2] == [ranked[1], ranked[0]]
+    assert reordered(ranked, np.array([0.9, 0.1])) == ranked
+    # Nothing to reorder: several parts, English, or no candidate with any answer span.
+    assert rerank_rows(analyse("阿里云的份额是多少?营收是多少?"), ranked, 1.0, 2, span) is None
+    assert rerank_rows(analyse("What share did Alibaba Cloud have?"), ranked, 1.0, 2, span) is None
+    assert rerank_rows(info, ranked, 1.0, 2, lambda c: 0.0) is None
 
 
 def test_gold_overlap_is_low_for_a_question_that_paraphrases_its_sentence() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import jieba.posseg
 import numpy as np
 
+from rag.answering import rerank
 from rag.answering.features import (
     ANSWERABILITY_FEATURES,
     EVIDENCE_FEATURES,
@@ -42,6 +43,7 @@ EVIDENCE_MODEL = "evidence.txt"
 ANSWERABILITY_MODEL = "answerability.txt"
 DENSE_ANSWERABILITY_MODEL = "answerability_dense.txt"  # only when the card's dense_mix > 0
 RELEVANCE_MODEL = "relevance.txt"
+RERANK_MODEL = "rerank.txt"  # only when the card's rerank_top > 0 (see rerank.py)
 CARD = "answer_layer.json"
 
 _WORDISH = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]|[A-Za-z]{2,}|[0-9]")
@@ -228,6 +230,11 @@ class Models:
         self.related_threshold_en = float(self.card["related_threshold_english"])
         self.uses_span = bool(self.card.get("span_feature", False))
         self.blend = float(self.card.get("blend", 0.0))
+        # The second look at the top few with the span model (rerank.py); none in older cards.
+        self.rerank_top = int(self.card.get("rerank_top", 0))
+        self.reranker = (
+            lightgbm.Booster(model_file=str(directory / RERANK_MODEL)) if self.rerank_top else None
+        )
 
     def threshold(self, info: QuestionInfo) -> float:
         """The answerability threshold for the kind of answer ``info`` asks for."""
@@ -242,6 +249,24 @@ class Models:
         scores = np.asarray(self.ranker.predict(matrix), dtype=np.float64)
         order = blended_order(scores, matrix, self.blend, [c.sentence.row for c in candidates])
         return [(candidates[i], float(scores[i])) for i in order]
+
+    def rerank(
+        self, info: QuestionInfo, index: SearchIndex, ranked: list[tuple[Candidate, float]]
+    ) -> list[tuple[Candidate, float]]:
+        """``ranked`` with its first few reordered by the span model's confidence in each
+        (unchanged without a reranker, or for a question it does not apply to)."""
+        if self.reranker is None:
+            return ranked
+        rows = rerank.rerank_rows(
+            info,
+            ranked,
+            self.blend,
+            self.rerank_top,
+            lambda c: span_probability(info, index, c.sentence),
+        )
+        if rows is None:
+            return ranked
+        return rerank.reordered(ranked, np.asarray(self.reranker.predict(rows)))
 
     def probability(self, row: Sequence[float]) -> float:
         """Probability that the top-ranked sentence answers the question."""
@@ -336,9 +361,8 @@ def assess(
     models = models or load_models()
     if not has_words(info.text):
         return Assessment([], 0.0, [], "the question has no words", "none")
-    ranked = definition_first(
-        info.text, models.rank(evidence_candidates(index, info, scored, hits))
-    )
+    candidates = evidence_candidates(index, info, scored, hits)
+    ranked = definition_first(info.text, models.rerank(info, index, models.rank(candidates)))
     if not ranked:
         return Assessment(ranked, 0.0, [], "nothing retrieved", "none")
     unknown = unknown_names(info, index)
@@ -376,7 +400,8 @@ def assess(
         return Assessment(ranked, probability, unknown, missing_year, "related")
     threshold = models.threshold(info)
     if probability >= threshold:
-        if reordered and span and not _DEFINITION.match(info.text):
+        # The reranker has weighed the span model's view of the top few already.
+        if reordered and span and not _DEFINITION.match(info.text) and models.reranker is None:
             ranked = span_second(info, index, ranked, span)
         return Assessment(ranked, probability, unknown, None, "answered")
     reason = f"answerability {probability:.2f} < {threshold:.2f}"
