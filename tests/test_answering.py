@@ -273,7 +273,8 @@ def test_reranker_rows_read_the_span_model_for_the_top_candidates_only(
     assert column["rank"].tolist() == [0.0, 1.0] and column["gap"][0] == 0.0
     assert reordered(ranked, np.array([0.1, 0.9]))[:2] == [ranked[1], ranked[0]]
     assert reordered(ranked, np.array([0.9, 0.1])) == ranked
-    # Nothing to reorder: several parts, English, or no candidate with any answer span.
+    # Nothing to reorder: several parts, English, a reason, or no candidate with an answer span.
+    assert rerank_rows(analyse("阿里云为什么降价?"), ranked, 1.0, 2, span) is None
     assert rerank_rows(analyse("阿里云的份额是多少?营收是多少?"), ranked, 1.0, 2, span) is None
     assert rerank_rows(analyse("What share did Alibaba Cloud have?"), ranked, 1.0, 2, span) is None
     assert rerank_rows(info, ranked, 1.0, 2, lambda c: 0.0) is None

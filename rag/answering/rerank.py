@@ -29,9 +29,10 @@ RERANK_FEATURES = (
 
 
 def applies(info: QuestionInfo) -> bool:
-    """A one-part Chinese question (the span model reads only Chinese; a question of several
-    parts cites one sentence per part, chosen elsewhere)."""
-    return info.language == "zh" and info.parts == 1 and not info.multi
+    """A one-part Chinese question asking for a few words: the span model reads only Chinese
+    and finds short answers, not reasons ("有哪些原因?" names its wh-word but wants a clause),
+    and a question of several parts cites one sentence per part, chosen elsewhere."""
+    return info.language == "zh" and info.parts == 1 and not info.multi and info.expects != "reason"
 
 
 def _standard(values: np.ndarray) -> np.ndarray:

@@ -400,8 +400,9 @@ def assess(
         return Assessment(ranked, probability, unknown, missing_year, "related")
     threshold = models.threshold(info)
     if probability >= threshold:
-        # The reranker has weighed the span model's view of the top few already.
-        if reordered and span and not _DEFINITION.match(info.text) and models.reranker is None:
+        # The reranker has weighed the span model's view of the top few where it applies.
+        checked = models.reranker is not None and rerank.applies(info)
+        if reordered and span and not _DEFINITION.match(info.text) and not checked:
             ranked = span_second(info, index, ranked, span)
         return Assessment(ranked, probability, unknown, None, "answered")
     reason = f"answerability {probability:.2f} < {threshold:.2f}"
