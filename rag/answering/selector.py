@@ -9,6 +9,7 @@ figures that choice gave.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -28,8 +29,10 @@ from rag.answering.features import (
     Candidate,
     answerability_row,
     evidence_candidates,
+    longest_common,
     neighbour_rows,
     states_money,
+    subject_names,
     tag_words,
 )
 from rag.evidence import ScoredSentence
@@ -117,15 +120,15 @@ def promote_first(
     return [pick, *(pair for pair in ranked if pair is not pick)]
 
 
-def _states_year(index: SearchIndex, c: Candidate, years: Sequence[str]) -> bool:
-    """Whether the candidate, its neighbours or its article's title and date name every year."""
+def _context(index: SearchIndex, c: Candidate) -> str:
+    """The candidate's sentence with its neighbours, its article's title and date, lower case:
+    what a rule may read to see what the sentence is about."""
     s = c.sentence
     doc = index.documents[s.doc]
     near = [index.sentences[r] for r in neighbour_rows(index, s)]
     start = min([s.start, *(n.start for n in near)])
     end = max([s.end, *(n.end for n in near)])
-    context = doc.text[start:end] + doc.title + (doc.date or "")
-    return all(y in context for y in years)
+    return (doc.text[start:end] + doc.title + (doc.date or "")).lower()
 
 
 def year_first(
@@ -138,9 +141,47 @@ def year_first(
     years = list(dict.fromkeys(YEAR_ASKED.findall(info.text)))
     if not years or info.parts > 1 or info.multi or info.language != "zh" or not ranked:
         return ranked, None
-    promoted = promote_first(ranked, lambda c: _states_year(index, c, years))
+    promoted = promote_first(ranked, lambda c: all(y in _context(index, c) for y in years))
     if promoted is None:
         return ranked, f"no passage is about {'/'.join(years)}"
+    return promoted, None
+
+
+# A name counts as stated when this share of it (and at least two characters) stands in the
+# passage unbroken: jieba glues a character onto names (由|威廉 → 由威廉, 明|仁天皇) and
+# questions shorten them (联合国安理会 for 联合国安全理事会), while a different company or person
+# shares little (阿里巴巴 / 亚马逊, 刘德华 / 张学友).
+NAME_SHARE = 0.6
+
+
+def names_missing(names: Sequence[str], context: str) -> list[str]:
+    """The ``names`` that ``context`` (lower case) does not state; see NAME_SHARE."""
+    return [n for n in names if longest_common(n, context) < max(2, math.ceil(NAME_SHARE * len(n)))]
+
+
+def subject_first(
+    index: SearchIndex, info: QuestionInfo, ranked: list[tuple[Candidate, float]]
+) -> tuple[list[tuple[Candidate, float]], str | None]:
+    """A question naming a person, company or product ("2024年上半年阿里巴巴的资本支出…") is
+    answered from a passage about it: the best candidate whose sentence, neighbours or article
+    title name each such name goes first; when none of the top ones does, the passages are
+    related but do not answer (a near miss: the sentence gives the figure for Microsoft and
+    Amazon, and the article names Alibaba only elsewhere).
+
+    A promoted sentence must keep half of the top one's term overlap, as in ``kind_first``: a
+    sentence that merely names the company ("阿里巴巴集团CEO张勇说") is not about the question."""
+    names = subject_names(info.text)
+    if not names or info.parts > 1 or info.multi or info.language != "zh" or not ranked:
+        return ranked, None
+    floor = SUBJECT_SHARE * ranked[0][0].feature("overlap_window")
+
+    def fits(c: Candidate) -> bool:
+        return c.feature("overlap_window") >= floor and not names_missing(names, _context(index, c))
+
+    promoted = promote_first(ranked, fits)
+    if promoted is None:
+        missing = names_missing(names, _context(index, ranked[0][0])) or names
+        return ranked, f"no passage is about {'/'.join(missing)}"
     return promoted, None
 
 
@@ -371,9 +412,15 @@ def assess(
     if missing_kind:
         return Assessment(ranked, probability, unknown, missing_kind, "related")
     # After the judge, like span_second: the judge scores the order it was trained on.
+    judged = ranked[0]
     ranked, missing_year = year_first(index, info, ranked)
     if missing_year:
         return Assessment(ranked, probability, unknown, missing_year, "related")
+    ranked, missing_subject = subject_first(index, info, ranked)
+    if missing_subject:
+        return Assessment(ranked, probability, unknown, missing_subject, "related")
+    if ranked[0] is not judged:  # promoted for its year or subject: span_second keeps it
+        reordered = []
     threshold = models.threshold(info)
     if probability >= threshold:
         if reordered and span and not _DEFINITION.match(info.text):
