@@ -51,8 +51,8 @@ def test_a_figure_about_other_companies_does_not_answer_for_this_one(answerer: A
 CARS = {
     "cars.txt": "新能源车企公布一季度交付量\n\n2025-04-02 财经日报\n\n"
     "一季度,比亚迪共交付新能源汽车三十万辆,同比增长百分之十三。"
-    "业内人士认为,价格战仍将持续,车企利润承压。"
-    "特斯拉同期在全球交付了三十八万辆汽车,比上年同期略有下降。\n",
+    "特斯拉同期在全球交付了三十八万辆汽车,比上年同期略有下降。"
+    "业内人士认为,价格战仍将持续,车企利润承压。\n",
     "phone.txt": "华为在深圳发布新款折叠屏手机\n\n2025-03-20 科技日报\n\n"
     "华为在深圳发布了新款折叠屏手机,起售价九千九百九十九元。"
     "新机采用自研芯片,续航比上一代提升两成。\n",
@@ -75,7 +75,7 @@ def car_answerer(tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder) -> An
     ],
     ids=["byd", "tesla"],
 )
-def test_each_company_is_answered_from_its_own_sentence(
+def test_each_company_is_answered_from_its_own_sentence_next_to_the_others(
     car_answerer: Answerer, question: str, expected: str
 ) -> None:
     answer = car_answerer.answer(question, "extractive")
