@@ -62,6 +62,8 @@ USER_ARTICLES = {
     "panda.txt": "大熊猫双胞胎幼崽在成都诞生\n\n2025-08-10 成都晚报\n\n"
     "大熊猫“晶晶”在成都大熊猫繁育研究基地产下一对双胞胎幼崽。哥哥体重一百八十二克,妹妹体重一百五十六克。"
     "饲养员说,两只幼崽目前住在育幼箱里,状态良好。\n",
+    "factory.txt": "苏州新工厂投产\n\n2024-05-20 苏州日报\n\n"
+    "2023年,这家公司宣布在苏州建设新工厂。2024年,新工厂的年产能达到十二万台。\n",
 }
 
 
@@ -362,3 +364,39 @@ def test_a_question_about_a_year_no_passage_is_about_is_related_not_answered(
     assert any("2019" in reason for reason in asked_2019.unsupported), asked_2019.unsupported
     assert asked_2025.outcome == "answered"  # the article's date gives the year
     assert "全长六十二公里" in asked_2025.citations[0].quote
+
+
+def test_a_month_named_with_the_year_must_match_too(user_answerer: Answerer) -> None:
+    """The article is dated August 2025 and names no other month."""
+    asked_march = user_answerer.answer("2025年3月成都地铁30号线一期全长多少公里?", "extractive")
+    asked_august = user_answerer.answer("2025年8月成都地铁30号线一期全长多少公里?", "extractive")
+
+    assert asked_march.outcome == "related", asked_march.answer
+    assert any("2025年3月" in reason for reason in asked_march.unsupported)
+    assert asked_august.outcome == "answered"
+    assert "全长六十二公里" in asked_august.citations[0].quote
+
+
+def test_a_number_asked_about_a_year_needs_a_sentence_of_that_year_with_a_number(
+    user_answerer: Answerer,
+) -> None:
+    """2023's sentence states no capacity and 2024's capacity is not 2023's: not answered."""
+    asked_2023 = user_answerer.answer("2023年苏州新工厂的年产能是多少台?", "extractive")
+    asked_2024 = user_answerer.answer("2024年苏州新工厂的年产能是多少台?", "extractive")
+
+    assert asked_2023.outcome == "related", asked_2023.answer
+    assert asked_2024.outcome == "answered"
+    assert "十二万台" in asked_2024.citations[0].quote
+
+
+def test_each_part_of_a_two_part_question_is_answered_from_its_own_evidence(
+    user_answerer: Answerer,
+) -> None:
+    answer = user_answerer.answer(
+        "成都地铁30号线一期全长多少公里?大熊猫双胞胎幼崽中哥哥体重多少克?", "extractive"
+    )
+
+    assert answer.outcome == "answered", answer.unsupported
+    quotes = [c.quote for c in answer.citations]
+    assert any("全长六十二公里" in q for q in quotes), answer.answer
+    assert any("一百八十二克" in q for q in quotes), answer.answer
