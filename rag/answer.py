@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from rag.answering.selector import Assessment, assess
+from rag.answering.parts import Judged, judge
 from rag.citations import Answer, not_found
 from rag.engine import Engine
 from rag.errors import InvalidInputError, LLMError
@@ -100,15 +100,16 @@ class Answerer:
         prepared = self.prepare(question, k)
         chosen: str = mode
         route_reason: str | None = None
-        assessment: Assessment | None = None
+        judged: Judged | None = None
         if mode == "auto":
             decision = route(prepared.info, prepared.scored)
             chosen, route_reason = decision.mode, decision.reason
             if chosen == "llm":
                 # Nothing for the LLM to write from: say so by extraction, without a round trip.
-                assessment = self._assess(prepared)
-                if assessment.outcome != "answered":
-                    chosen, route_reason = "extractive", f"not answerable: {assessment.reason}"
+                judged = self._judge(prepared)
+                if judged.assessment.outcome != "answered":
+                    reason = judged.assessment.reason
+                    chosen, route_reason = "extractive", f"not answerable: {reason}"
             if self.llm is None and chosen == "llm":
                 chosen, route_reason = "extractive", f"{decision.reason}; no LLM configured"
         fallback = None
@@ -122,15 +123,15 @@ class Answerer:
                 except LLMError as exc:
                     fallback = exc.message
                     log.warning("llm fallback", extra={"reason": fallback})
-        answer = self._extractive(prepared, mode, route_reason, fallback, assessment)
+        answer = self._extractive(prepared, mode, route_reason, fallback, judged)
         if mode == "auto":
             answer.route = chosen  # the route taken, even when it fell back
         for piece in _pieces(answer.answer):
             yield Delta(piece)
         yield answer
 
-    def _assess(self, p: Prepared) -> Assessment:
-        return assess(self.engine.index, p.info, p.scored, p.pool)
+    def _judge(self, p: Prepared) -> Judged:
+        return judge(self.engine.index, p.info, p.scored, p.pool, p.per_part)
 
     def _extractive(
         self,
@@ -138,11 +139,11 @@ class Answerer:
         mode: str,
         route_reason: str | None,
         fallback: str | None,
-        assessment: Assessment | None = None,
+        judged: Judged | None = None,
     ) -> Answer:
         t0 = time.perf_counter()
-        assessment = assessment or self._assess(p)
-        answer = answer_by_extraction(self.engine.index, p.info, assessment, p.pool, p.per_part)
+        judged = judged or self._judge(p)
+        answer = answer_by_extraction(self.engine.index, p.info, judged.assessment, judged.parts)
         answer.route = "extractive" if mode == "auto" else None
         answer.route_reason = route_reason
         answer.fallback_reason = fallback

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from rag.answering.about import answer_about
-from rag.answering.selector import Assessment, rank_sentences
+from rag.answering.selector import Assessment
 from rag.citations import (
     Answer,
     Citation,
@@ -22,7 +22,6 @@ from rag.citations import (
 from rag.evidence import ScoredSentence, sentence_terms
 from rag.index import SearchIndex
 from rag.question import QuestionInfo
-from rag.retrieval import Hit
 
 # Another sentence joins the answer only if the ranker gives it at least this share of the
 # best sentence's weight (softmax over the candidates)...
@@ -231,10 +230,12 @@ def answer_by_extraction(
     index: SearchIndex,
     info: QuestionInfo,
     assessment: Assessment,
-    hits: list[Hit],
     per_part: list[list[ScoredSentence]] | None = None,
 ) -> Answer:
-    """The extractive answer: one of three outcomes, as the answer-layer models judged it."""
+    """The extractive answer: one of three outcomes, as the answer-layer models judged it.
+
+    ``per_part``: for a question of several parts, each answered part's ranked evidence
+    (``rag.answering.parts``)."""
     about = _about_articles(info, index)
     if about is not None:
         return about
@@ -252,10 +253,7 @@ def answer_by_extraction(
             related=_related(index, assessment.sentences) if related else [],
             unsupported=[assessment.reason] if assessment.reason else [],
         )
-    ranked_parts = None
-    if per_part:
-        ranked_parts = [rank_sentences(index, info, part, hits) for part in per_part]
-    selection = select_evidence(info, index, assessment.sentences, ranked_parts)
+    selection = select_evidence(info, index, assessment.sentences, per_part)
     text, citations = compose(info, index, selection)
     short = _short_answer(info, index, selection.sentences[0]) if selection.sentences else None
     return Answer(

@@ -19,6 +19,7 @@ from rag.answering.features import (
     form_match,
 )
 from rag.answering.qa_sets import DEFAULT_DATA_DIR
+from rag.answering.rerank import RERANK_FEATURES, reordered, rerank_rows
 from rag.answering.selector import (
     CARD,
     MODELS_DIR,
@@ -61,6 +62,8 @@ USER_ARTICLES = {
     "panda.txt": "大熊猫双胞胎幼崽在成都诞生\n\n2025-08-10 成都晚报\n\n"
     "大熊猫“晶晶”在成都大熊猫繁育研究基地产下一对双胞胎幼崽。哥哥体重一百八十二克,妹妹体重一百五十六克。"
     "饲养员说,两只幼崽目前住在育幼箱里,状态良好。\n",
+    "factory.txt": "苏州新工厂投产\n\n2024-05-20 苏州日报\n\n"
+    "2023年,这家公司宣布在苏州建设新工厂。2024年,新工厂的年产能达到十二万台。\n",
 }
 
 
@@ -155,6 +158,12 @@ def test_shipped_models_reproduce_the_training_scripts_validation_scores() -> No
         assert evidence[0] == pytest.approx(example["evidence_score"], abs=1e-9)
         assert judged == pytest.approx(example["answerability"], abs=1e-9)
         assert relevant == pytest.approx(example["relevance"], abs=1e-9)
+    if card.get("rerank_top"):
+        assert card["rerank_features"] == list(RERANK_FEATURES)
+        assert card["fixed_rerank_examples"], "the card should carry reranker rows to check"
+        for example in card["fixed_rerank_examples"]:
+            scores = models.reranker.predict(np.array(example["rows"]))
+            assert scores == pytest.approx(example["scores"], abs=1e-9)
     for name in ("validation", "bundled"):  # the validation sets
         figures = card["validation"][name]
         assert figures["false_abstention"] <= 0.2, figures
@@ -242,6 +251,37 @@ def test_runner_up_with_a_far_likelier_answer_span_is_cited_first(
     assert far[0][0] is other  # a large ranker lead is not overturned
 
 
+def test_reranker_rows_read_the_span_model_for_the_top_candidates_only(
+    bundled_index: SearchIndex,
+) -> None:
+    info = analyse("阿里云在2022年占中国云市场份额的多少?")
+    other = _candidate(bundled_index, "张勇如是说", 0)
+    states = _candidate(bundled_index, "阿里云在2022年占中国云市场份额的36%", 1)
+    third = _candidate(bundled_index, "阿里云", 2)
+    ranked = [(other, 2.0), (states, 1.0), (third, 0.0)]
+    asked: list[Candidate] = []
+
+    def span(c: Candidate) -> float:
+        asked.append(c)
+        return span_probability(info, bundled_index, c.sentence)
+
+    rows = rerank_rows(info, ranked, 1.0, 2, span)
+
+    assert rows is not None and rows.shape == (2, len(RERANK_FEATURES))
+    assert asked == [other, states]  # the third candidate costs no span-model call
+    column = {name: rows[:, i] for i, name in enumerate(RERANK_FEATURES)}
+    assert column["span"][1] > column["span"][0]  # the sentence stating 36% holds the answer
+    assert column["span_rank"].tolist() == [1.0, 0.0]
+    assert column["rank"].tolist() == [0.0, 1.0] and column["gap"][0] == 0.0
+    assert reordered(ranked, np.array([0.1, 0.9]))[:2] == [ranked[1], ranked[0]]
+    assert reordered(ranked, np.array([0.9, 0.1])) == ranked
+    # Nothing to reorder: several parts, English, a reason, or no candidate with an answer span.
+    assert rerank_rows(analyse("阿里云为什么降价?"), ranked, 1.0, 2, span) is None
+    assert rerank_rows(analyse("阿里云的份额是多少?营收是多少?"), ranked, 1.0, 2, span) is None
+    assert rerank_rows(analyse("What share did Alibaba Cloud have?"), ranked, 1.0, 2, span) is None
+    assert rerank_rows(info, ranked, 1.0, 2, lambda c: 0.0) is None
+
+
 def test_gold_overlap_is_low_for_a_question_that_paraphrases_its_sentence() -> None:
     from rag.answering.qa_sets import Paragraph, QAItem, QASet
     from rag.answering.train_evidence import gold_overlap
@@ -324,3 +364,39 @@ def test_a_question_about_a_year_no_passage_is_about_is_related_not_answered(
     assert any("2019" in reason for reason in asked_2019.unsupported), asked_2019.unsupported
     assert asked_2025.outcome == "answered"  # the article's date gives the year
     assert "全长六十二公里" in asked_2025.citations[0].quote
+
+
+def test_a_month_named_with_the_year_must_match_too(user_answerer: Answerer) -> None:
+    """The article is dated August 2025 and names no other month."""
+    asked_march = user_answerer.answer("2025年3月成都地铁30号线一期全长多少公里?", "extractive")
+    asked_august = user_answerer.answer("2025年8月成都地铁30号线一期全长多少公里?", "extractive")
+
+    assert asked_march.outcome == "related", asked_march.answer
+    assert any("2025年3月" in reason for reason in asked_march.unsupported)
+    assert asked_august.outcome == "answered"
+    assert "全长六十二公里" in asked_august.citations[0].quote
+
+
+def test_a_number_asked_about_a_year_needs_a_sentence_of_that_year_with_a_number(
+    user_answerer: Answerer,
+) -> None:
+    """2023's sentence states no capacity and 2024's capacity is not 2023's: not answered."""
+    asked_2023 = user_answerer.answer("2023年苏州新工厂的年产能是多少台?", "extractive")
+    asked_2024 = user_answerer.answer("2024年苏州新工厂的年产能是多少台?", "extractive")
+
+    assert asked_2023.outcome == "related", asked_2023.answer
+    assert asked_2024.outcome == "answered"
+    assert "十二万台" in asked_2024.citations[0].quote
+
+
+def test_each_part_of_a_two_part_question_is_answered_from_its_own_evidence(
+    user_answerer: Answerer,
+) -> None:
+    answer = user_answerer.answer(
+        "成都地铁30号线一期全长多少公里?大熊猫双胞胎幼崽中哥哥体重多少克?", "extractive"
+    )
+
+    assert answer.outcome == "answered", answer.unsupported
+    quotes = [c.quote for c in answer.citations]
+    assert any("全长六十二公里" in q for q in quotes), answer.answer
+    assert any("一百八十二克" in q for q in quotes), answer.answer

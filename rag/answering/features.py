@@ -150,6 +150,14 @@ def _numbers_missing(question: str, text: str) -> float:
     return sum(n not in text for n in numbers) / len(numbers)
 
 
+def _is_proper_name(word: str, tag: str) -> bool:
+    """A person, organisation, brand or other proper noun jieba tags as such, and not a common
+    word (its dictionary count is low), or a Latin-script term."""
+    if len(word) < 2 or not tag.startswith(("nr", "nz", "nt", "eng")):
+        return False
+    return tag == "eng" or jieba.dt.FREQ.get(word, 0) < RARE_WORD
+
+
 @lru_cache(maxsize=4096)
 def question_names(question: str) -> tuple[str, ...]:
     """The specific names a question is about: proper nouns, Latin terms, and words jieba's
@@ -159,10 +167,18 @@ def question_names(question: str) -> tuple[str, ...]:
         if len(word) < 2:
             continue
         freq = jieba.dt.FREQ.get(word, 0)
-        if (tag.startswith(("nr", "nz", "nt", "eng")) and (tag == "eng" or freq < RARE_WORD)) or (
+        if _is_proper_name(word, tag) or (
             freq == 0 and _CJK_OR_WORD.match(word) and not word.isdigit()
         ):
             names.append(word.lower())
+    return tuple(dict.fromkeys(names))
+
+
+@lru_cache(maxsize=4096)
+def subject_names(question: str) -> tuple[str, ...]:
+    """The proper names a question is about (people, organisations, brands, products), lower
+    case: :func:`question_names` without the words jieba merely does not know (营收, 哪款)."""
+    names = (word.lower() for word, tag in tag_words(question) if _is_proper_name(word, tag))
     return tuple(dict.fromkeys(names))
 
 

@@ -9,6 +9,7 @@ figures that choice gave.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from typing import Any
 import jieba.posseg
 import numpy as np
 
+from rag.answering import rerank
 from rag.answering.features import (
     ANSWERABILITY_FEATURES,
     EVIDENCE_FEATURES,
@@ -28,8 +30,10 @@ from rag.answering.features import (
     Candidate,
     answerability_row,
     evidence_candidates,
+    longest_common,
     neighbour_rows,
     states_money,
+    subject_names,
     tag_words,
 )
 from rag.evidence import ScoredSentence
@@ -42,6 +46,7 @@ EVIDENCE_MODEL = "evidence.txt"
 ANSWERABILITY_MODEL = "answerability.txt"
 DENSE_ANSWERABILITY_MODEL = "answerability_dense.txt"  # only when the card's dense_mix > 0
 RELEVANCE_MODEL = "relevance.txt"
+RERANK_MODEL = "rerank.txt"  # only when the card's rerank_top > 0 (see rerank.py)
 CARD = "answer_layer.json"
 
 _WORDISH = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]|[A-Za-z]{2,}|[0-9]")
@@ -76,14 +81,14 @@ KIND_WINDOW = 5  # how deep in the ranking a sentence of the right kind or year 
 SUBJECT_SHARE = 0.5
 
 
-def kind_first(
+def kind_fits(
     info: QuestionInfo, ranked: list[tuple[Candidate, float]]
-) -> tuple[list[tuple[Candidate, float]], str | None]:
-    """Put first the best-ranked candidate holding an answer of the kind asked for (a number,
-    a date, a place, an amount of money the question does not itself contain); when none of
-    the top candidates holds one, say so: the passages are related but do not answer."""
+) -> Callable[[Candidate], bool] | None:
+    """The test a candidate passes when it holds an answer of the kind asked for (a number, a
+    date, a place, an amount of money the question does not itself contain); None when the
+    question's kind is not checked."""
     if info.expects not in CHECKED_KINDS or info.language != "zh" or not ranked:
-        return ranked, None
+        return None
     money = info.expects == "number" and bool(PRICE_CUE.search(info.text.lower()))
 
     # A promoted sentence must still be about the question's subject, not just any sentence
@@ -97,8 +102,20 @@ def kind_first(
             return states_money(c.sentence.text)
         return c.feature("gives_kind") > 0
 
+    return fits
+
+
+def kind_first(
+    info: QuestionInfo, ranked: list[tuple[Candidate, float]]
+) -> tuple[list[tuple[Candidate, float]], str | None]:
+    """Put first the best-ranked candidate holding an answer of the kind asked for; when none
+    of the top candidates holds one, say so: the passages are related but do not answer."""
+    fits = kind_fits(info, ranked)
+    if fits is None:
+        return ranked, None
     promoted = promote_first(ranked, fits)
     if promoted is None:
+        money = info.expects == "number" and bool(PRICE_CUE.search(info.text.lower()))
         kind = "amount of money" if money else info.expects
         return ranked, f"no passage states the {kind} asked for"
     return promoted, None
@@ -117,30 +134,111 @@ def promote_first(
     return [pick, *(pair for pair in ranked if pair is not pick)]
 
 
-def _states_year(index: SearchIndex, c: Candidate, years: Sequence[str]) -> bool:
-    """Whether the candidate, its neighbours or its article's title and date name every year."""
+def _window(index: SearchIndex, c: Candidate) -> str:
+    """The candidate's sentence with its neighbours (a pronoun subject's antecedent)."""
     s = c.sentence
-    doc = index.documents[s.doc]
     near = [index.sentences[r] for r in neighbour_rows(index, s)]
     start = min([s.start, *(n.start for n in near)])
     end = max([s.end, *(n.end for n in near)])
-    context = doc.text[start:end] + doc.title + (doc.date or "")
-    return all(y in context for y in years)
+    return index.documents[s.doc].text[start:end]
+
+
+def _context(index: SearchIndex, c: Candidate) -> str:
+    """The candidate's window with its article's title and date, lower case: what a rule may
+    read to see what the sentence is about."""
+    doc = index.documents[c.sentence.doc]
+    return (_window(index, c) + doc.title + (doc.date or "")).lower()
+
+
+# "2023年4月": a question naming a month of a year.
+_MONTH_ASKED = re.compile(r"(?<![0-9])(1[5-9][0-9]{2}|20[0-9]{2})\s*年\s*([01]?[0-9])\s*月")
+
+
+def _states_year(
+    index: SearchIndex, c: Candidate, years: Sequence[str], months: Sequence[tuple[str, int]] = ()
+) -> bool:
+    """Whether the candidate, its neighbours or its article's title and date name every year,
+    and every month asked with its year (in the text, or as the month of the article's date:
+    a news report is about its own month). A sentence that names years of its own is about
+    those, whatever its neighbours say ("2024年,产能达到…" answers nothing about 2023)."""
+    s = c.sentence
+    own = set(YEAR_ASKED.findall(s.text))
+    if own and not own.intersection(years):
+        return False
+    doc = index.documents[s.doc]
+    window = _window(index, c)
+    date = doc.date or ""
+    context = window + doc.title + date
+    if not all(y in context for y in years):
+        return False
+    return all(
+        date.startswith(f"{year}-{month:02d}")
+        or re.search(rf"(?<![0-9])0?{month}\s*月", window + doc.title)
+        for year, month in months
+    )
 
 
 def year_first(
-    index: SearchIndex, info: QuestionInfo, ranked: list[tuple[Candidate, float]]
+    index: SearchIndex,
+    info: QuestionInfo,
+    ranked: list[tuple[Candidate, float]],
+    also: Callable[[Candidate], bool] | None = None,
 ) -> tuple[list[tuple[Candidate, float]], str | None]:
     """A question about one year ("2023年4月…") is answered from a passage of that year: the
     best candidate whose sentence, neighbours or article date give it goes first; when none of
     the top ones does, the passages are related but do not answer (a near miss: the articles
-    give 2024's figure, the question asks for 2023's)."""
+    give 2024's figure, the question asks for 2023's). A month named with the year must match
+    too. ``also`` is a test the promoted
+    candidate must pass as well (``kind_fits``: a number question about 2023 needs a sentence
+    of 2023 that states a number, not the year's sentence that states none)."""
     years = list(dict.fromkeys(YEAR_ASKED.findall(info.text)))
     if not years or info.parts > 1 or info.multi or info.language != "zh" or not ranked:
         return ranked, None
-    promoted = promote_first(ranked, lambda c: _states_year(index, c, years))
+    months = [(y, int(m)) for y, m in _MONTH_ASKED.findall(info.text) if 1 <= int(m) <= 12]
+    promoted = promote_first(
+        ranked, lambda c: _states_year(index, c, years, months) and (also is None or also(c))
+    )
     if promoted is None:
-        return ranked, f"no passage is about {'/'.join(years)}"
+        when = [f"{y}年{m}月" for y, m in months] or years
+        return ranked, f"no passage is about {'/'.join(when)}"
+    return promoted, None
+
+
+# A name counts as stated when this share of it (and at least two characters) stands in the
+# passage unbroken: jieba glues a character onto names (由|威廉 → 由威廉, 明|仁天皇) and
+# questions shorten them (联合国安理会 for 联合国安全理事会), while a different company or person
+# shares little (阿里巴巴 / 亚马逊, 刘德华 / 张学友).
+NAME_SHARE = 0.6
+
+
+def names_missing(names: Sequence[str], context: str) -> list[str]:
+    """The ``names`` that ``context`` (lower case) does not state; see NAME_SHARE."""
+    return [n for n in names if longest_common(n, context) < max(2, math.ceil(NAME_SHARE * len(n)))]
+
+
+def subject_first(
+    index: SearchIndex, info: QuestionInfo, ranked: list[tuple[Candidate, float]]
+) -> tuple[list[tuple[Candidate, float]], str | None]:
+    """A question naming a person, company or product ("2024年上半年阿里巴巴的资本支出…") is
+    answered from a passage about it: the best candidate whose sentence, neighbours or article
+    title name each such name goes first; when none of the top ones does, the passages are
+    related but do not answer (a near miss: the sentence gives the figure for Microsoft and
+    Amazon, and the article names Alibaba only elsewhere).
+
+    A promoted sentence must keep half of the top one's term overlap, as in ``kind_first``: a
+    sentence that merely names the company ("阿里巴巴集团CEO张勇说") is not about the question."""
+    names = subject_names(info.text)
+    if not names or info.parts > 1 or info.multi or info.language != "zh" or not ranked:
+        return ranked, None
+    floor = SUBJECT_SHARE * ranked[0][0].feature("overlap_window")
+
+    def fits(c: Candidate) -> bool:
+        return c.feature("overlap_window") >= floor and not names_missing(names, _context(index, c))
+
+    promoted = promote_first(ranked, fits)
+    if promoted is None:
+        missing = names_missing(names, _context(index, ranked[0][0])) or names
+        return ranked, f"no passage is about {'/'.join(missing)}"
     return promoted, None
 
 
@@ -228,6 +326,11 @@ class Models:
         self.related_threshold_en = float(self.card["related_threshold_english"])
         self.uses_span = bool(self.card.get("span_feature", False))
         self.blend = float(self.card.get("blend", 0.0))
+        # The second look at the top few with the span model (rerank.py); none in older cards.
+        self.rerank_top = int(self.card.get("rerank_top", 0))
+        self.reranker = (
+            lightgbm.Booster(model_file=str(directory / RERANK_MODEL)) if self.rerank_top else None
+        )
 
     def threshold(self, info: QuestionInfo) -> float:
         """The answerability threshold for the kind of answer ``info`` asks for."""
@@ -242,6 +345,24 @@ class Models:
         scores = np.asarray(self.ranker.predict(matrix), dtype=np.float64)
         order = blended_order(scores, matrix, self.blend, [c.sentence.row for c in candidates])
         return [(candidates[i], float(scores[i])) for i in order]
+
+    def rerank(
+        self, info: QuestionInfo, index: SearchIndex, ranked: list[tuple[Candidate, float]]
+    ) -> list[tuple[Candidate, float]]:
+        """``ranked`` with its first few reordered by the span model's confidence in each
+        (unchanged without a reranker, or for a question it does not apply to)."""
+        if self.reranker is None:
+            return ranked
+        rows = rerank.rerank_rows(
+            info,
+            ranked,
+            self.blend,
+            self.rerank_top,
+            lambda c: span_probability(info, index, c.sentence),
+        )
+        if rows is None:
+            return ranked
+        return rerank.reordered(ranked, np.asarray(self.reranker.predict(rows)))
 
     def probability(self, row: Sequence[float]) -> float:
         """Probability that the top-ranked sentence answers the question."""
@@ -312,19 +433,6 @@ def span_second(
     return ranked
 
 
-def rank_sentences(
-    index: SearchIndex,
-    info: QuestionInfo,
-    scored: Sequence[ScoredSentence],
-    hits: Sequence[Hit],
-    models: Models | None = None,
-) -> list[ScoredSentence]:
-    """``scored`` reordered by the evidence model, each carrying its ranker score."""
-    models = models or load_models()
-    ranked = models.rank(evidence_candidates(index, info, scored, hits))
-    return [replace(c.sentence, score=score) for c, score in ranked]
-
-
 def assess(
     index: SearchIndex,
     info: QuestionInfo,
@@ -336,9 +444,8 @@ def assess(
     models = models or load_models()
     if not has_words(info.text):
         return Assessment([], 0.0, [], "the question has no words", "none")
-    ranked = definition_first(
-        info.text, models.rank(evidence_candidates(index, info, scored, hits))
-    )
+    candidates = evidence_candidates(index, info, scored, hits)
+    ranked = definition_first(info.text, models.rerank(info, index, models.rank(candidates)))
     if not ranked:
         return Assessment(ranked, 0.0, [], "nothing retrieved", "none")
     unknown = unknown_names(info, index)
@@ -346,6 +453,7 @@ def assess(
         reason = f"the articles never mention {', '.join(unknown)}"
         return Assessment(ranked, 0.0, unknown, reason, "none")
     reordered = ranked
+    fits_kind = kind_fits(info, ranked)
     ranked, missing_kind = kind_first(info, ranked)
     reordered = ranked if ranked[0] is reordered[0] else []  # promoted by a rule: keep it
     span = 0.0
@@ -371,12 +479,20 @@ def assess(
     if missing_kind:
         return Assessment(ranked, probability, unknown, missing_kind, "related")
     # After the judge, like span_second: the judge scores the order it was trained on.
-    ranked, missing_year = year_first(index, info, ranked)
+    judged = ranked[0]
+    ranked, missing_year = year_first(index, info, ranked, fits_kind)
     if missing_year:
         return Assessment(ranked, probability, unknown, missing_year, "related")
+    ranked, missing_subject = subject_first(index, info, ranked)
+    if missing_subject:
+        return Assessment(ranked, probability, unknown, missing_subject, "related")
+    if ranked[0] is not judged:  # promoted for its year or subject: span_second keeps it
+        reordered = []
     threshold = models.threshold(info)
     if probability >= threshold:
-        if reordered and span and not _DEFINITION.match(info.text):
+        # The reranker has weighed the span model's view of the top few where it applies.
+        checked = models.reranker is not None and rerank.applies(info)
+        if reordered and span and not _DEFINITION.match(info.text) and not checked:
             ranked = span_second(info, index, ranked, span)
         return Assessment(ranked, probability, unknown, None, "answered")
     reason = f"answerability {probability:.2f} < {threshold:.2f}"

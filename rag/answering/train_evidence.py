@@ -43,6 +43,7 @@ from rag.answering.features import (
 )
 from rag.answering.near_miss import near_misses
 from rag.answering.qa_sets import QACorpus, QAItem, QASet, lay_out, load_sets, sample, split
+from rag.answering.rerank import RERANK_FEATURES, reordered, rerank_rows
 from rag.answering.selector import (
     ANSWERABILITY_MODEL,
     CARD,
@@ -50,6 +51,7 @@ from rag.answering.selector import (
     EVIDENCE_MODEL,
     MODELS_DIR,
     RELEVANCE_MODEL,
+    RERANK_MODEL,
     THRESHOLD_GROUPS,
     blended_order,
     definition_first,
@@ -92,6 +94,10 @@ RANKER_PARAMS = {
     "min_data_in_leaf": 20,
 }
 RANKER_ROUNDS = 300
+# The second look at the ranker's top few with the span model (rerank.py): few, shallow trees
+# over seven features, so it adds what the span model knows without relearning the ranker.
+RERANK_PARAMS = {**RANKER_PARAMS, "num_leaves": 3, "min_data_in_leaf": 50}
+RERANK_ROUNDS = 200
 JUDGE_PARAMS = {**COMMON_PARAMS, "objective": "binary", "num_leaves": 7, "min_data_in_leaf": 30}
 JUDGE_ROUNDS = 300
 # Content-free and nonsense input the service must never answer (negatives for the judge).
@@ -247,6 +253,8 @@ class Variant:
     near_miss: bool = False
     # Share of Chinese training questions also seen with damped shared-word features (damp()).
     damp_share: float = 0.0
+    # Candidates the span-model reranker reorders (rerank.py): 0 = none.
+    rerank_top: int = 0
 
 
 VARIANTS = {
@@ -309,6 +317,9 @@ VARIANTS["robust+en+blend+near"] = Variant(
 )
 VARIANTS["robust+en+blend+damp"] = Variant(
     "robust+en+blend+damp", drop=COPY_FEATURES, english_share=0.25, blend=1.0, damp_share=0.3
+)
+VARIANTS["robust+en+blend+rerank"] = Variant(
+    "robust+en+blend+rerank", drop=COPY_FEATURES, english_share=0.25, blend=1.0, rerank_top=3
 )
 DEFAULT_VARIANTS = ("robust+en+blend",)
 
@@ -425,6 +436,89 @@ def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(greater)
 
 
+class SpanMemo:
+    """The span model's confidence per (question, sentence), computed once per training run."""
+
+    def __init__(self, index: SearchIndex) -> None:
+        self.index = index
+        self.seen: dict[tuple[str, int, int, str], float] = {}
+
+    def __call__(self, info: QuestionInfo, cand: Candidate) -> float:
+        s = cand.sentence
+        key = (info.text, s.start, s.end, s.doc)
+        if key not in self.seen:
+            self.seen[key] = span_probability(info, self.index, s)
+        return self.seen[key]
+
+
+def _rerank_rows(
+    ex: Example, order: list[tuple[int, float]], variant: Variant, spans: SpanMemo
+) -> np.ndarray | None:
+    pairs = [(ex.candidates[i], s) for i, s in order]
+    return rerank_rows(
+        ex.info, pairs, variant.blend, variant.rerank_top, lambda c: spans(ex.info, c)
+    )
+
+
+def train_reranker(
+    examples: list[Example],
+    ranked: list[list[tuple[int, float]]],
+    variant: Variant,
+    spans: SpanMemo,
+) -> Any:
+    """The reranker over the top candidates of answerable questions whose gold is among them."""
+    import lightgbm
+
+    xs, ys, groups = [], [], []
+    for ex, order in zip(examples, ranked, strict=True):
+        if ex.kind != "kept":
+            continue
+        rows = _rerank_rows(ex, order, variant, spans)
+        labels = [ex.labels[i] for i, _ in order[: variant.rerank_top]]
+        if rows is None or not any(labels):
+            continue
+        xs.append(rows)
+        ys.extend(labels)
+        groups.append(len(rows))
+    data = lightgbm.Dataset(
+        np.vstack(xs), np.array(ys), group=groups, feature_name=list(RERANK_FEATURES)
+    )
+    return lightgbm.train(RERANK_PARAMS, data, num_boost_round=RERANK_ROUNDS)
+
+
+def apply_reranker(
+    model: Any, ex: Example, order: list[tuple[int, float]], variant: Variant, spans: SpanMemo
+) -> list[tuple[int, float]]:
+    rows = _rerank_rows(ex, order, variant, spans)
+    if rows is None:
+        return order
+    return reordered(order, np.asarray(model.predict(rows)))
+
+
+def rerank_out_of_fold(
+    examples: list[Example],
+    ranked: list[list[tuple[int, float]]],
+    variant: Variant,
+    spans: SpanMemo,
+) -> list[list[tuple[int, float]]]:
+    """Out-of-fold ranker orders reordered by rerankers that never saw the question (the
+    folds of ``out_of_fold``), so the judges learn from orders like those met in service."""
+    folds = [i % FOLDS for i in range(len(examples))]
+    out = list(ranked)
+    for fold in range(FOLDS):
+        inside = [f != fold for f in folds]
+        model = train_reranker(
+            [ex for ex, keep in zip(examples, inside, strict=True) if keep],
+            [o for o, keep in zip(ranked, inside, strict=True) if keep],
+            variant,
+            spans,
+        )
+        for i, ex in enumerate(examples):
+            if folds[i] == fold:
+                out[i] = apply_reranker(model, ex, ranked[i], variant, spans)
+    return out
+
+
 @dataclass
 class Trained:
     variant: Variant
@@ -432,6 +526,7 @@ class Trained:
     judge: Any
     relevance: Any
     dense_judge: Any = None
+    reranker: Any = None
 
     def probability(self, rows: np.ndarray) -> np.ndarray:
         """Answerability as the service computes it (see ``Models.probability``)."""
@@ -451,6 +546,11 @@ def fit(variant: Variant, examples: list[Example], index: SearchIndex, span: boo
     examples = augment(examples, variant.english_share, SEED)
     examples = damp(examples, variant.damp_share, SEED)
     ranked = out_of_fold(examples, variant)
+    reranker = None
+    if variant.rerank_top and span:
+        spans = SpanMemo(index)
+        ranked = rerank_out_of_fold(examples, ranked, variant, spans)
+        reranker = train_reranker(examples, ranked, variant, spans)
     rows, labels = judge_rows(index, examples, ranked, span)
     judge_x = rows.copy()
     for name in variant.judge_drop:
@@ -486,7 +586,7 @@ def fit(variant: Variant, examples: list[Example], index: SearchIndex, span: boo
             JUDGE_ROUNDS,
         )
     ranker = train_ranker(examples, variant.drop)
-    return Trained(variant, ranker, judge, relevance, dense_judge)
+    return Trained(variant, ranker, judge, relevance, dense_judge, reranker)
 
 
 @dataclass
@@ -507,6 +607,12 @@ class Scored:
 
 def score_set(trained: Trained, examples: list[Example], index: SearchIndex, span: bool) -> Scored:
     ranked = [_rank(trained.ranker, ex, trained.variant.blend) for ex in examples]
+    if trained.reranker is not None:
+        spans = SpanMemo(index)
+        ranked = [
+            apply_reranker(trained.reranker, ex, o, trained.variant, spans)
+            for ex, o in zip(examples, ranked, strict=True)
+        ]
     rows, labels = judge_rows(index, examples, ranked, span)
     return Scored(
         np.array([ex.kind for ex in examples]),
@@ -766,6 +872,9 @@ def main(argv: list[str] | None = None) -> int:
     if trained.dense_judge is not None:
         trained.dense_judge.save_model(str(args.out / DENSE_ANSWERABILITY_MODEL))
     trained.relevance.save_model(str(args.out / RELEVANCE_MODEL))
+    (args.out / RERANK_MODEL).unlink(missing_ok=True)
+    if trained.reranker is not None:
+        trained.reranker.save_model(str(args.out / RERANK_MODEL))
     card = {
         "what": "evidence ranker (LightGBM lambdarank), answerability and relevance classifiers",
         "command": "python -m rag.answering.train_evidence " + " ".join(argv or sys.argv[1:]),
@@ -778,6 +887,10 @@ def main(argv: list[str] | None = None) -> int:
         "folds": FOLDS,
         "ranker_params": RANKER_PARAMS,
         "ranker_rounds": RANKER_ROUNDS,
+        "rerank_top": trained.variant.rerank_top if trained.reranker is not None else 0,
+        "rerank_features": list(RERANK_FEATURES),
+        "rerank_params": RERANK_PARAMS,
+        "rerank_rounds": RERANK_ROUNDS,
         "judge_params": JUDGE_PARAMS,
         "judge_rounds": JUDGE_ROUNDS,
         "evidence_features": list(EVIDENCE_FEATURES),
@@ -806,6 +919,7 @@ def main(argv: list[str] | None = None) -> int:
         "validation": report[chosen],
         "variants": report,
         "fixed_examples": _fixed_examples(val_examples[:3], trained, val_index, span),
+        "fixed_rerank_examples": _fixed_rerank_examples(val_examples, trained, val_index),
         "lightgbm": lightgbm.__version__,
         "python": platform.python_version(),
         "seconds": round(time.perf_counter() - started, 1),
@@ -840,6 +954,26 @@ def _fixed_examples(
                 "relevance": float(np.asarray(trained.relevance.predict(rows))[0]),
             }
         )
+    return out
+
+
+def _fixed_rerank_examples(
+    examples: list[Example], trained: Trained, index: SearchIndex
+) -> list[dict[str, object]]:
+    """The first few reranker rows of validation questions with the scores it gave them."""
+    if trained.reranker is None:
+        return []
+    spans = SpanMemo(index)
+    out: list[dict[str, object]] = []
+    for ex in examples:
+        order = _rank(trained.ranker, ex, trained.variant.blend)
+        rows = _rerank_rows(ex, order, trained.variant, spans)
+        if rows is None:
+            continue
+        scores = np.asarray(trained.reranker.predict(rows), dtype=np.float64)
+        out.append({"question": ex.info.text, "rows": rows.tolist(), "scores": scores.tolist()})
+        if len(out) == 3:
+            break
     return out
 
 
