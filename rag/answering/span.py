@@ -1,11 +1,10 @@
 """Short answers: the few words of the evidence sentence that answer a factoid question.
 
-Candidates are cut from the sentence (numbers with units, time expressions, quoted names with and
-without their marks, jieba noun phrases, lists joined by 、/和 up to a closing 等, token n-grams
-inside a clause, runs of whole clauses); each is described by the features in ``FEATURES`` and
-scored by the LightGBM models shipped in ``models/span*.txt`` (three seeds, averaged; trained by
-``train_span.py`` on public QA sets). Only a candidate whose probability clears the threshold
-chosen on the validation side is returned: a missing short answer is fine, a wrong one is not.
+Candidates are cut from the sentence (numbers with units, time expressions, jieba noun phrases,
+token n-grams inside a clause); each is described by the features in ``FEATURES`` and scored
+by the LightGBM model shipped in ``models/span.txt`` (trained by ``train_span.py`` on public
+QA sets). Only a candidate whose probability clears the threshold chosen on the validation
+side is returned: a missing short answer is fine, a wrong one is not.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from datetime import date as Date
 from datetime import timedelta
 from functools import lru_cache
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -194,12 +192,7 @@ _ASK_CUES: list[tuple[str, re.Pattern[str]]] = [
     ("rank", re.compile(r"第几|排名|名次|排第|排行|第多少")),
     (
         "percent",
-        re.compile(
-            r"百分之|百分比|比例|比率|比重|占比|占[^，,。]{0,12}(?:多少|几)|份额|percent"
-            # A change or rate named by its noun: 降幅, 增速, 失业率 ("成本最高降幅是多少").
-            r"|[降涨增跌减升]幅|增速|增长率|下降率|[增降跌涨]了?几成|百分点"
-            r"|(?:失业|通胀|利|税|毛利|净利|准确|成功|渗透|普及|覆盖|占有|出生|死亡|回报|收益|转化)率"
-        ),
+        re.compile(r"百分之|百分比|比例|比率|比重|占[^，,。]{0,12}(?:多少|几)|份额|percent"),
     ),
     (
         "money",
@@ -383,7 +376,7 @@ class Candidate:
     end: int
     first: int  # token indices, inclusive
     last: int
-    source: int  # 0 n-gram, 1 noun phrase, 2 number/time pattern, 3 clauses, 4 list
+    source: int  # 0 n-gram, 1 noun phrase, 2 number/time pattern, 3 whole clause
 
 
 def _pos(tag: str) -> str:
@@ -498,109 +491,13 @@ def candidates(sentence: str) -> tuple[Candidate, ...]:
             part = prefix.match(m.group())
             if part and part.end() < len(m.group()):
                 add(m.start(), m.start() + part.end(), 2)
-    # Numbers with their measure word or unit ("47位" before a name jieba glued to 位), ranks
-    # ("第4"), time ranges ("1992年至1999年"), and the name inside quotes ("「修路人」").
-    for pattern in (_DIGIT_MEASURE, _ORDINAL, _TIME_RANGE):
-        for m in pattern.finditer(sentence):
-            add(m.start(), m.end(), 2)
-    for m in _QUOTED.finditer(sentence):
-        add(m.start() + 1, m.end() - 1, 2)
-    # A people's or a faith's name inside 英国人 / 新教徒 ("哪一国人设计的" → 英国).
-    for k, t in enumerate(tokens):
-        if len(t.word) >= 3 and t.word[-1] in _PERSON_SUFFIX and _pos(t.tag).startswith("n"):
-            found.setdefault((t.start, t.end - 1), Candidate(t.start, t.end - 1, k, k, 1))
-    for lo, hi in _lists(sentence, tokens):
-        add(lo, hi, 4)
-    # Description questions ("有什么特点?", "职务是什么?") are answered by a whole clause, or
-    # by two or three clauses in a row, up to the whole sentence.
-    clauses = _clauses(sentence)
-    for lo, hi in clauses:
+    # Description questions ("有什么特点?", "职务是什么?") are answered by a whole clause.
+    for lo, hi in _clauses(sentence):
         add(lo, hi, 3)
-    for k in range(len(clauses)):
-        for other in range(k + 1, min(k + 3, len(clauses))):
-            add(clauses[k][0], clauses[other][1], 3)
-    if len(clauses) > 1:
-        add(clauses[0][0], clauses[-1][1], 3)
     return tuple(found.values())
 
 
-_DATE_PREFIXES = (
-    re.compile(_YEAR_PART),
-    re.compile(rf"{_YEAR_PART}\s?{_DAY}\s?月"),
-    re.compile(rf"{_DAY}\s?月(?=\s?{_DAY}\s?[日号])"),  # "几月开始" wants 5月 of 5月21日
-)
-_UNITS = (
-    "个|位|名|家|所|座|条|项|种|次|岁|元|块|米|吨|台|架|艘|部|款|层|届|代|倍|张|只|件|人|年|天"
-    "|周|小时|分钟|秒|公里|千米|平方公里|平方米|公顷|亩|公斤|千克|克|英里|英尺|厘米|毫米|度|℃"
-    "|美元|港元|欧元|英镑|日元|亿元|万元|亿美元|万美元|卡|分|席|票|篇|首|集|场|期|辆|所|间|栋"
-)
-_DIGIT_MEASURE = re.compile(
-    rf"[0-9][0-9,.]*\s?(?:万亿|亿|万|千|百)?\s?[多余]?\s?(?:{_UNITS})(?:/(?:小时|秒|分钟|天|年|人))?"
-)
-_ORDINAL = re.compile(r"第\s?(?:[0-9]+|[一二三四五六七八九十百千]+)")
-_TIME_RANGE = re.compile(rf"(?:{_TIME.pattern})\s?(?:至|到|-|—|–|~|～)\s?(?:{_TIME.pattern})")
-_PERSON_SUFFIX = set("人徒籍族")
-_LIST_JOINERS = ("和", "与", "及", "以及", "或", "或者", "跟")
-_MAX_ITEM = 6  # tokens in the first or last item of a list
-
-
-def _lists(sentence: str, tokens: tuple[_Token, ...]) -> list[tuple[int, int]]:
-    """Offsets of the lists in ``sentence`` ("A、B和C等"): items joined by 、, the last one
-    maybe by 和/与/及, then perhaps 等. The first item's start and the last item's end are not
-    marked, so every start among its last tokens and every end among the first tokens of the
-    last item is offered (the model picks)."""
-    found: list[tuple[int, int]] = []
-    n = len(tokens)
-    k = 0
-    while k < n:
-        if tokens[k].word != "、":
-            k += 1
-            continue
-        # A run of items joined by 、 within one clause: tokens[first_sep .. last_sep].
-        seps = [k]
-        j = k + 1
-        while j < n and not any(ch in _MAJOR for ch in tokens[j].word):
-            if tokens[j].word == "、":
-                seps.append(j)
-            j += 1
-        clause_end = j  # first token past the clause
-        clause_start = k
-        while clause_start > 0 and not any(ch in _MAJOR for ch in tokens[clause_start - 1].word):
-            clause_start -= 1
-        middle = [b - a - 1 for a, b in pairwise(seps)]
-        size = min(max(middle, default=3) + 2, _MAX_ITEM)
-        starts = [
-            i
-            for i in range(max(clause_start, k - size), k)
-            if _edge_ok(tokens[i]) and tokens[i].word not in _LIST_JOINERS
-        ]
-        last = seps[-1]
-        # The item after the last 、, and the one after a 和 that follows it.
-        joiner = next(
-            (
-                i
-                for i in range(last + 2, min(clause_end, last + 1 + 2 * size))
-                if tokens[i].word in _LIST_JOINERS
-            ),
-            None,
-        )
-        ends = [i for i in range(last + 1, min(clause_end, last + 1 + size)) if _edge_ok(tokens[i])]
-        if joiner is not None:
-            ends += [
-                i
-                for i in range(joiner + 1, min(clause_end, joiner + 1 + size))
-                if _edge_ok(tokens[i])
-            ]
-        for e in list(ends):
-            if e + 1 < n and tokens[e + 1].word in ("等", "等等"):
-                ends.append(e + 1)
-        for a in starts:
-            for e in ends:
-                found.append((tokens[a].start, tokens[e].end))
-        k = clause_end
-    return found
-
-
+_DATE_PREFIXES = (re.compile(_YEAR_PART), re.compile(rf"{_YEAR_PART}\s?{_DAY}\s?月"))
 _CLAUSE_BREAK = re.compile(r"[，,。；;！!？?\n]")
 _EDGE_PUNCT = " \t“”\"'「」『』（）()：:、"
 
@@ -682,7 +579,7 @@ FEATURES: tuple[str, ...] = (
     "span_type",  # categorical: SPAN_TYPES index
     "compatible",  # the span kind can answer the question kind
     "n_compatible",  # how many candidates in the sentence are compatible
-    "source",  # 0 n-gram, 1 noun phrase, 2 number/time pattern, 3 clauses, 4 list
+    "source",  # 0 n-gram, 1 noun phrase, 2 number/time pattern
     "n_chars",
     "n_tokens",
     "first_pos",  # categorical: POS_TAGS index
@@ -719,9 +616,6 @@ FEATURES: tuple[str, ...] = (
     "unit_match",  # the unit a "多少X" question names ends the span or follows it (-1 none asked)
     "clause_share",  # the span's share of the clause it lies in
     "form_agrees",  # 1 the span's form is the one asked, -1 another specific form, 0 generic
-    "quoted",  # 1 a quote with its marks (《…》「…」“…”), 2 the words inside one, 0 neither
-    "list_items",  # items joined by 、/和/与/及 in the span (0 when it is no list)
-    "ends_deng",  # the span ends with 等 ("A、B和C等")
     # Where the question's words sit around the span, by the side of the wh-word they come
     # from: the answer fills the wh-word's slot, so words before it should precede the span.
     "before_terms_left",  # share of the terms before the wh-word found left of the span
@@ -827,10 +721,6 @@ def featurize(question: str, sentence: str) -> tuple[tuple[Candidate, ...], np.n
     clause_terms: dict[int, list[tuple[int, int, str]]] = {}
     for ts, te, _, t in side_spans:
         clause_terms.setdefault(clause_at[ts], []).append((ts, te, t))
-    quoted: dict[tuple[int, int], int] = {}
-    for quote in _QUOTED.finditer(sentence):
-        quoted[(quote.start(), quote.end())] = 1
-        quoted[(quote.start() + 1, quote.end() - 1)] = 2
     rows: list[list[float]] = []
     for c, stype in zip(cands, types, strict=True):
         text = sentence[c.start : c.end]
@@ -905,12 +795,6 @@ def featurize(question: str, sentence: str) -> tuple[tuple[Candidate, ...], np.n
             -1 if not q.unit else float(text.endswith(q.unit) or sentence.startswith(q.unit, c.end))
         )
         row[_INDEX["clause_share"]] = len(text) / max(clause_of[c.start], len(text), 1)
-        row[_INDEX["quoted"]] = quoted.get((c.start, c.end), 0)
-        joins = text.count("、")
-        row[_INDEX["list_items"]] = (
-            joins + sum(t.word in _LIST_JOINERS for t in span_tokens) + 1 if joins else 0
-        )
-        row[_INDEX["ends_deng"]] = text.endswith("等")
         _slot_features(row, c, side_spans, n_before, n_after, clause_at, clause_terms)
     table = np.array(rows, dtype=np.float64)
     for gap, name, sign in _GAPS:
@@ -970,34 +854,29 @@ def _slot_features(
 
 @dataclass(frozen=True)
 class SpanModel:
-    """Boosters with their threshold; ``predict`` maps a feature matrix to probabilities."""
+    """A booster with its threshold; ``predict`` maps a feature matrix to probabilities."""
 
     predict: Callable[[np.ndarray], np.ndarray]
     threshold: float
 
 
-def load_model_from(boosters: Any, threshold: float) -> SpanModel:
-    """Wrap LightGBM boosters (loaded or just trained) for scoring: the mean of their
-    probabilities (members differ only in their bagging seed; one alone is a noisy pick)."""
-    members = boosters if isinstance(boosters, (list, tuple)) else [boosters]
+def load_model_from(booster: Any, threshold: float) -> SpanModel:
+    """Wrap a LightGBM booster (loaded or just trained) for scoring."""
 
     def predict(rows: np.ndarray) -> np.ndarray:
-        scores = [np.asarray(b.predict(rows, num_threads=1), dtype=np.float64) for b in members]
-        return np.asarray(np.mean(scores, axis=0), dtype=np.float64)
+        return np.asarray(booster.predict(rows, num_threads=1), dtype=np.float64)
 
     return SpanModel(predict, threshold)
 
 
 def load_model(folder: Path = MODEL_DIR) -> SpanModel:
-    """Load ``span.json`` and its boosters; refuse a model trained on other features."""
+    """Load ``span.txt``/``span.json`` and refuse a model trained on other features."""
     import lightgbm as lgb
 
     meta: dict[str, Any] = json.loads((folder / "span.json").read_text(encoding="utf-8"))
     if tuple(meta["features"]) != FEATURES:
         raise RuntimeError(f"{folder / 'span.txt'} was trained on other features; retrain it")
-    files = meta.get("members", ["span.txt"])
-    boosters = [lgb.Booster(model_file=str(folder / name)) for name in files]
-    return load_model_from(boosters, meta["threshold"])
+    return load_model_from(lgb.Booster(model_file=str(folder / "span.txt")), meta["threshold"])
 
 
 @lru_cache(maxsize=1)

@@ -36,7 +36,6 @@ SEED = 20261129
 TARGET_F1 = 0.75
 CURVE = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)  # thresholds reported beside the chosen one
 MIN_RETURNED = 20  # the threshold is not chosen on fewer answers than this
-MEMBERS = 3  # boosters averaged, differing only in their seed
 EXACT_WEIGHT = 0.5  # target = EXACT_WEIGHT * exact + (1 - EXACT_WEIGHT) * character F1
 PARAMS: dict[str, Any] = {
     "objective": "cross_entropy",
@@ -156,40 +155,21 @@ def stack(gs: list[Group]) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack([g.rows for g in gs]), np.concatenate([g.targets for g in gs])
 
 
-class Ensemble:
-    """Boosters scored as one: the mean of their probabilities (``span.load_model_from``)."""
-
-    def __init__(self, boosters: list[Any]) -> None:
-        self.boosters = boosters
-
-    def predict(self, rows: np.ndarray, num_threads: int = 1) -> np.ndarray:
-        return np.asarray(
-            np.mean([b.predict(rows, num_threads=num_threads) for b in self.boosters], axis=0)
-        )
-
-
-def fit(train: list[Group], stop: list[Group], rounds: int, members: int = MEMBERS) -> Ensemble:
-    """One booster per seed in ``SEED, SEED + 1, ...``: a single run's figures move by about
-    0.01 F1 with the bagging seed alone, their mean much less."""
+def fit(train: list[Group], stop: list[Group], rounds: int) -> Any:
     import lightgbm as lgb
 
     x, y = stack(train)
     sx, sy = stack(stop)
     names = list(span.FEATURES)
-    boosters = []
-    for k in range(members):
-        data = lgb.Dataset(x, y, feature_name=names, categorical_feature=list(span.CATEGORICAL))
-        valid = lgb.Dataset(sx, sy, reference=data)
-        boosters.append(
-            lgb.train(
-                {**PARAMS, "seed": SEED + k},
-                data,
-                num_boost_round=rounds,
-                valid_sets=[valid],
-                callbacks=[lgb.early_stopping(30, verbose=False)],
-            )
-        )
-    return Ensemble(boosters)
+    data = lgb.Dataset(x, y, feature_name=names, categorical_feature=list(span.CATEGORICAL))
+    valid = lgb.Dataset(sx, sy, reference=data)
+    return lgb.train(
+        PARAMS,
+        data,
+        num_boost_round=rounds,
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(30, verbose=False)],
+    )
 
 
 def evaluate(booster: Any, qa: QASet) -> tuple[dict[str, Any], list[tuple[float, float, bool]]]:
@@ -300,7 +280,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample", type=int, help="use only this many paragraphs (quick run)")
     parser.add_argument("--out", type=Path, default=span.MODEL_DIR, help="where span.* go")
     parser.add_argument("--rounds", type=int, default=1500)
-    parser.add_argument("--members", type=int, default=MEMBERS, help="boosters averaged")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     qa = load_sets()
@@ -310,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     fit_side, stop_side = split(train_side, seed=SPLIT_SEED + 1)
     fit_groups, stop_groups = list(groups(fit_side)), list(groups(stop_side))
     print(f"features: {len(fit_groups)} + {len(stop_groups)} groups", file=sys.stderr)
-    booster = fit(fit_groups, stop_groups, args.rounds, args.members)
+    booster = fit(fit_groups, stop_groups, args.rounds)
     figures, best = evaluate(booster, validation)
     threshold = choose_threshold(best)
     figures["at_threshold"] = at_threshold(
@@ -327,9 +306,7 @@ def main(argv: list[str] | None = None) -> None:
         for t in CURVE
     ]
     args.out.mkdir(parents=True, exist_ok=True)
-    files = ["span.txt", *(f"span-{k + 1}.txt" for k in range(1, len(booster.boosters)))]
-    for member, name in zip(booster.boosters, files, strict=True):
-        member.save_model(str(args.out / name))
+    booster.save_model(str(args.out / "span.txt"))
     y = np.concatenate([g.labels for g in fit_groups])
     meta: dict[str, Any] = {
         "features": list(span.FEATURES),
@@ -340,9 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         "seed": SEED,
         "split_seed": SPLIT_SEED,
         "params": PARAMS,
-        "members": files,
-        "member_seeds": [SEED + k for k in range(len(files))],
-        "best_iteration": [b.best_iteration for b in booster.boosters],
+        "best_iteration": booster.best_iteration,
         "training": {
             "train_questions": len(train_side.items),
             "fit_groups": len(fit_groups),
@@ -356,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         "lightgbm": _lightgbm_version(),
         "data": "CMRC 2018 trial (CC BY-SA 4.0), DRCD dev+test (CC BY-SA 3.0), via qa_sets",
     }
-    model = span.load_model_from(booster.boosters, threshold)
+    model = span.load_model_from(booster, threshold)
     meta["timing"] = timing(validation, model)
     meta["fixed_examples"] = fixed_examples(validation, model)
     (args.out / "span.json").write_text(
