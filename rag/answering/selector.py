@@ -188,9 +188,9 @@ def year_first(
     best candidate whose sentence, neighbours or article date give it goes first; when none of
     the top ones does, the passages are related but do not answer (a near miss: the articles
     give 2024's figure, the question asks for 2023's). A month named with the year must match
-    too. ``also`` is a test the promoted
-    candidate must pass as well (``kind_fits``: a number question about 2023 needs a sentence
-    of 2023 that states a number, not the year's sentence that states none)."""
+    too. ``also`` is a test the promoted candidate must pass as well (``kind_fits``: a number
+    question about 2023 needs a sentence of 2023 that states a number, not the year's sentence
+    that states none)."""
     years = list(dict.fromkeys(YEAR_ASKED.findall(info.text)))
     if not years or info.parts > 1 or info.multi or info.language != "zh" or not ranked:
         return ranked, None
