@@ -39,13 +39,19 @@ def _standard(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / (values.std() + 1e-9)
 
 
+def blended(scores: np.ndarray, evidence: np.ndarray, blend: float) -> np.ndarray:
+    """The ranker's scores plus ``blend`` times the hand-weighted evidence scores, both
+    standardised within the question (a single candidate keeps its score)."""
+    if len(scores) < 2:
+        return scores
+    return _standard(scores) + blend * _standard(evidence)
+
+
 def order_totals(ranked: Sequence[tuple[Candidate, float]], blend: float) -> np.ndarray:
     """The score each candidate was ordered by (``selector.blended_order``)."""
     scores = np.array([s for _, s in ranked], dtype=np.float64)
-    if len(scores) < 2:
-        return scores
     evidence = np.array([c.feature("evidence_score") for c, _ in ranked], dtype=np.float64)
-    return _standard(scores) + blend * _standard(evidence)
+    return blended(scores, evidence, blend)
 
 
 def rerank_rows(

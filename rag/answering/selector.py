@@ -279,10 +279,6 @@ def threshold_group(info: QuestionInfo) -> str:
     return info.expects if info.expects in THRESHOLD_GROUPS else "other"
 
 
-def _standard(values: np.ndarray) -> np.ndarray:
-    return (values - values.mean()) / (values.std() + 1e-9)
-
-
 def blended_order(
     scores: np.ndarray, matrix: np.ndarray, blend: float, rows: Sequence[int]
 ) -> list[int]:
@@ -294,7 +290,7 @@ def blended_order(
     what transfers from each.
     """
     evidence = matrix[:, EVIDENCE_FEATURES.index("evidence_score")]
-    total = _standard(scores) + blend * _standard(evidence) if len(scores) > 1 else scores
+    total = rerank.blended(scores, evidence, blend)
     return sorted(range(len(scores)), key=lambda i: (-total[i], rows[i]))
 
 
