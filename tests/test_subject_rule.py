@@ -8,7 +8,7 @@ import pytest
 
 from rag.answer import Answerer
 from rag.answering.features import subject_names
-from rag.answering.selector import names_missing
+from rag.answering.selector import Models, assess, names_missing
 from rag.embedding import E5Embedder
 from rag.engine import Engine, load_engine
 from rag.index import SearchIndex
@@ -92,3 +92,20 @@ def test_a_company_the_corpus_names_only_elsewhere_is_not_answered_with_anothers
 
     assert answer.outcome == "related" and answer.answerable is False, answer.answer
     assert any("华为" in reason for reason in answer.unsupported), answer.unsupported
+
+
+def test_a_question_about_someone_the_top_passage_names_is_never_nothing_relevant(
+    answerer: Answerer,
+) -> None:
+    """With the relevance cut-off raised past every score, only a question naming someone the
+    top passage names escapes "nothing relevant"; a question naming nobody does not."""
+    strict = Models()
+    strict.related_threshold = 1.01
+    index = answerer.engine.index
+
+    def outcome(question: str) -> str:
+        p = answerer.prepare(question)
+        return assess(index, p.info, p.scored, p.pool, strict).outcome
+
+    assert outcome("蒋林泉在阿里云担任什么职务?") != "none"
+    assert outcome("企业为什么越来越多地选择开源模型?") == "none"

@@ -469,6 +469,11 @@ def assess(
             ranked, probability, unknown, "nothing in the articles is about this", "none"
         )
     probability = models.probability(row)
+    # A question about someone or something the top passage names is about the articles, even
+    # when its wording is far from theirs: the converse of ``unknown_names``.
+    names = subject_names(info.text)
+    if not relevant and names and not names_missing(names, _context(index, ranked[0][0])):
+        relevant = True
     if not relevant:
         reason = "nothing in the articles is about this"
         return Assessment(ranked, probability, unknown, reason, "none")
