@@ -30,13 +30,14 @@ from rag.answering.selector import (
 )
 from rag.citations import NOT_ANSWERED_ZH, NOT_FOUND_EN, NOT_FOUND_ZH, check_answer
 from rag.embedding import E5Embedder
-from rag.engine import Engine, load_engine
+from rag.engine import Engine
 from rag.evidence import ScoredSentence
 from rag.index import SearchIndex
 from rag.question import analyse
 from rag.retrieval import Retriever
 from rag.sentences import split_sentences
 from rag.settings import Settings
+from tests.helpers.corpora import answerer_over
 
 ARTICLE_2023 = "000_64977604fa216111.txt"
 
@@ -69,11 +70,7 @@ USER_ARTICLES = {
 
 @pytest.fixture(scope="module")
 def user_answerer(tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder) -> Answerer:
-    folder = tmp_path_factory.mktemp("user-corpus")
-    for name, text in USER_ARTICLES.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    settings = Settings(corpus_dir=folder, index_dir=folder / "idx")
-    return Answerer(load_engine(settings, embedder=e5))
+    return answerer_over(tmp_path_factory.mktemp("user-corpus"), USER_ARTICLES, e5)
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,11 @@ from rag.answer import Answerer
 from rag.answering.features import subject_names
 from rag.answering.selector import Models, assess, names_missing
 from rag.embedding import E5Embedder
-from rag.engine import Engine, load_engine
+from rag.engine import Engine
 from rag.index import SearchIndex
 from rag.retrieval import Retriever
 from rag.settings import Settings
+from tests.helpers.corpora import answerer_over
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +62,7 @@ CARS = {
 
 @pytest.fixture(scope="module")
 def car_answerer(tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder) -> Answerer:
-    folder = tmp_path_factory.mktemp("car-corpus")
-    for name, text in CARS.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    return Answerer(load_engine(Settings(corpus_dir=folder, index_dir=folder / "idx"), embedder=e5))
+    return answerer_over(tmp_path_factory.mktemp("car-corpus"), CARS, e5)
 
 
 @pytest.mark.parametrize(
