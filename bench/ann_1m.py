@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scale_1m import exact_top10
-from scale_bench import e5_derived, real_vectors, recall
+from scale_bench import e5_derived, real_vectors, recall, timed_top10
 
 import rag.vectors
 from rag.answering.qa_sets import DEFAULT_DATA_DIR, load_sets, split
@@ -73,14 +73,9 @@ def main() -> None:
         else:
             index.nprobe = breadth
         rag.vectors.RERANK = rerank
-        times, found = [], []
-        for q in queries:
-            t0 = time.perf_counter()
-            _, ids = searcher.search(q, 10)
-            times.append(time.perf_counter() - t0)
-            found.append(ids[0])
+        times, found = timed_top10(searcher.search, queries)
         row = {"kind": kind, "params": [first, second], "breadth": breadth, "rerank": rerank}
-        row |= {"recall@10": recall(truth, np.array(found)), "p50_ms": 1000 * np.median(times)}
+        row |= {"recall@10": recall(truth, found), "p50_ms": 1000 * np.median(times)}
         print(json.dumps(row), flush=True)
 
 

@@ -39,7 +39,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from core_bench import HashNgramEmbedder, git_state, load, read_questions, write_synthetic_corpus
-from scale_bench import QUESTION_FILES, memory, p50_ms, p99_ms, time_searches
+from scale_bench import (
+    QUESTION_FILES,
+    memory,
+    p50_ms,
+    p99_ms,
+    recall,
+    time_searches,
+    timed_top10,
+)
 
 import rag.index
 from rag.index import IndexConfig, build_index, current_path, load_index
@@ -214,7 +222,7 @@ def serve_once(index_dir: Path, questions: list[str], graph: Path | None = None)
     qvecs = stand_in.embed_queries(questions)
     truth_ids = exact_top10(np.load(index.path / "embeddings.npy", mmap_mode="r"), qvecs)
     _, found = index.vectors.search(qvecs, 10)
-    recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth_ids, found, strict=True)])
+    dense_recall = recall(truth_ids, found)
     return {
         "chunks": n,
         "vector_index": index.vectors.kind,
@@ -232,7 +240,7 @@ def serve_once(index_dir: Path, questions: list[str], graph: Path | None = None)
         "bm25_top50_agreement_mean": round(float(np.mean(agree)), 4),
         "bm25_top50_agreement_min": round(float(np.min(agree)), 4),
         "bm25_exact_share": round(float(np.mean(exact_flags)), 4),
-        "dense_recall_at_10_stand_in_vectors": round(float(recall), 4),
+        "dense_recall_at_10_stand_in_vectors": dense_recall,
     }
 
 
@@ -290,7 +298,7 @@ def questions(count: int) -> list[str]:
 def e5_recall(count: int, queries: int) -> dict[str, Any]:
     """IVF-SQ8 (the 'auto' index from 500k chunks) on ``count`` e5-derived vectors: recall@10
     against exact float32 search for real e5 query vectors, per nprobe."""
-    from scale_bench import e5_derived, real_vectors, recall
+    from scale_bench import e5_derived, real_vectors
 
     import rag.vectors
     from rag.answering.qa_sets import DEFAULT_DATA_DIR, load_sets, split
@@ -307,13 +315,8 @@ def e5_recall(count: int, queries: int) -> dict[str, Any]:
     sweep = {}
     for nprobe in (16, 32, 48, 64):
         ivf._index.nprobe = nprobe
-        times, found = [], []
-        for q in qvecs:
-            t0 = time.perf_counter()
-            _, ids = ivf.search(q, 10)
-            times.append(time.perf_counter() - t0)
-            found.append(ids[0])
-        sweep[nprobe] = {"recall@10": recall(truth, np.array(found)), "p50_ms": p50_ms(times)}
+        times, found = timed_top10(ivf.search, qvecs)
+        sweep[nprobe] = {"recall@10": recall(truth, found), "p50_ms": p50_ms(times)}
         print(json.dumps({"nprobe": nprobe, **sweep[nprobe]}), flush=True)
     return {
         "label": "e5-derived vectors (real e5 passage vectors recombined with noise)",

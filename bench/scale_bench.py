@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,20 @@ def e5_derived(real: np.ndarray, n: int, seed: int = 3) -> np.ndarray:
         )
         out[lo : lo + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
     return out
+
+
+def timed_top10(
+    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+    queries: Iterable[np.ndarray],
+) -> tuple[list[float], np.ndarray]:
+    """Search one query at a time, as the service does: seconds per query and the top-10 ids."""
+    times, found = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        _, ids = search(q, 10)
+        times.append(time.perf_counter() - t0)
+        found.append(ids[0])
+    return times, np.array(found)
 
 
 def recall(exact_ids: np.ndarray, found: np.ndarray) -> float:
