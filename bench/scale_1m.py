@@ -45,7 +45,7 @@ from scale_bench import (
     p50_ms,
     p99_ms,
     recall,
-    time_searches,
+    serve,
     timed_top10,
 )
 
@@ -53,7 +53,6 @@ import rag.index
 from rag.index import IndexConfig, build_index, current_path, load_index
 from rag.lexical import LexicalIndex
 from rag.manifest import Manifest
-from rag.retrieval import Retriever
 from rag.tokens import tokenize
 from rag.vectors import VectorIndex
 
@@ -192,20 +191,10 @@ def build_graph(index_dir: Path, dest: Path) -> None:
 def serve_once(index_dir: Path, questions: list[str], graph: Path | None = None) -> dict[str, Any]:
     """Load, ask every question twice, time the second pass; then BM25 against exact.
     ``graph``: search with this vector index instead of the build's (same stored vectors)."""
-    gc.collect()
-    stand_in = HashNgramEmbedder()  # its projection (25 MB) and jieba's dictionary load first
-    tokenize("预热 jieba")
-    before = memory()
-    index = load_index(index_dir)
-    if graph is not None:
-        exact_rows = np.load(index.path / "embeddings.npy", mmap_mode="r")
-        index.vectors = VectorIndex.load(graph, exact_rows)
-    gc.collect()
-    loaded = memory()
-    retriever = Retriever(index, stand_in)
-    totals, parts = time_searches(retriever, questions)
-    gc.collect()
-    after = memory()
+    served = serve(index_dir, questions, graph)
+    index, retriever, stand_in = served.index, served.retriever, served.stand_in
+    before, loaded, after = served.before, served.loaded, served.after
+    totals, parts = served.totals, served.parts
     n = len(index.chunks)
     # BM25 top-50 as retrieve() asks for it, against scoring every chunk.
     pool = retriever.candidates
