@@ -114,7 +114,7 @@ class Service:
     def _install(self, engine: Engine) -> None:
         self._answerer = Answerer(engine, self.llm)  # one atomic reference swap
         self._build = engine.index.path.name
-        log.info("index loaded", extra={"build": self._build, "chunks": len(engine.index.chunks)})
+        log.info("index served", extra={"build": self._build, "chunks": len(engine.index.chunks)})
 
     def _build_now(self, on_progress: Progress) -> None:
         """One incremental build of the corpus folder (unchanged text reuses its vectors);
