@@ -20,6 +20,7 @@ from rag.settings import Settings
 if TYPE_CHECKING:
     from rag.answer import Answerer
     from rag.batch import BatchReport
+    from rag.engine import Engine
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -237,11 +238,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"RAG_{name.upper()}"] = str(value)
     settings = _settings(args)
-    # Check (or build, with progress in this terminal) the index before the server starts,
-    # so a first start says what it is doing; the server then only loads it.
-    serving = "serving {} articles ({} chunks)".format(*_check_index(settings, _progress(args)))
+    # Load (or build, with progress in this terminal) the index before the server starts, so
+    # a first start says what it is doing. One worker serves this very engine; several are
+    # separate processes that each load their own.
+    engine = _load_engine(settings, _progress(args))
+    serving = f"serving {len(engine.index.documents)} articles ({len(engine.index.chunks)} chunks)"
     options: dict[str, Any] = {
-        "factory": True,
         "host": args.host,
         "port": args.port,
         "log_level": settings.log_level.lower(),
@@ -252,8 +254,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "timeout_keep_alive": 5,
     }
     if args.workers > 1:
+        del engine  # this process only supervises the workers
         _say(f"{serving} at {_url(args.host, args.port)} with {args.workers} workers")
-        uvicorn.run(APP, workers=args.workers, **options)
+        uvicorn.run(APP, factory=True, workers=args.workers, **options)
         return 0
 
     class AnnouncingServer(uvicorn.Server):
@@ -267,7 +270,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     port = next((s.getsockname()[1] for s in server.sockets), port)
                 _say(f"{serving} at {_url(self.config.host, port)} (Ctrl+C stops)")
 
-    server = AnnouncingServer(uvicorn.Config(APP, **options))
+    from rag.api.app import create_app
+
+    server = AnnouncingServer(uvicorn.Config(create_app(settings, engine=engine), **options))
     server.run()
     if not server.started:
         raise RagError(f"the server did not start on {_url(args.host, args.port)} (see above)")
@@ -277,22 +282,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 APP = "rag.api.app:app_from_env"
 
 
-def _check_index(settings: Settings, progress: bool) -> tuple[int, int]:
-    """Articles and chunks of the index ``serve`` will load, building it first if needed."""
-    from rag.embedding import load_embedder
-    from rag.engine import index_config
-    from rag.index import open_index
+def _load_engine(settings: Settings, progress: bool) -> Engine:
+    """The engine ``serve`` serves, saying so when the index has to be built first."""
+    from rag.engine import load_engine
 
     def announce(reason: str) -> None:
         _say(f"building the index of {settings.corpus_dir} in {settings.index_dir} ({reason})")
 
-    index = open_index(
-        index_config(settings),
-        load_embedder(settings.embedder, settings.device),
-        progress=progress,
-        announce=announce,
-    )
-    return len(index.documents), len(index.chunks)
+    return load_engine(settings, progress=progress, announce=announce)
 
 
 def _url(host: str, port: int) -> str:

@@ -47,5 +47,10 @@ def load_engine(
     index = open_index(
         index_config(settings), embedder, rebuild=rebuild, progress=progress, announce=announce
     )
+    return engine_over(settings, embedder, index)
+
+
+def engine_over(settings: Settings, embedder: Embedder, index: SearchIndex) -> Engine:
+    """The engine for an index already loaded (the server's swaps, or ``load_engine``)."""
     retriever = Retriever(index, embedder, embed_slots=settings.embed_slots or None)
     return Engine(settings, embedder, index, retriever)

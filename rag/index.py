@@ -393,6 +393,7 @@ def load_index(index_dir: Path, *, verify: bool = False) -> SearchIndex:
     unless ``verify``. Articles are decoded and checked when first read (rag/document_store.py);
     ``verify`` reads them all now.
     """
+    started = time.monotonic()
     link = current_path(index_dir)
     if not (link / MANIFEST).is_file():
         raise IndexMissingError(f"no index in {index_dir}: run 'rag index' first")
@@ -426,6 +427,9 @@ def load_index(index_dir: Path, *, verify: bool = False) -> SearchIndex:
         chunk_sentences,
     )
     check_index(index, documents, exact, full=verify)
+    # One line per read from disk: a server should read each build once (tests count these).
+    seconds = round(time.monotonic() - started, 3)
+    log.info("index read", extra={"build": path.name, "chunks": len(chunks), "seconds": seconds})
     return index
 
 

@@ -17,20 +17,11 @@ from pathlib import Path
 from rag.answer import Answerer
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder, load_embedder
-from rag.engine import Engine, index_config
-from rag.index import (
-    IndexConfig,
-    SearchIndex,
-    build_index,
-    current_path,
-    index_problem,
-    load_index,
-    open_index,
-)
+from rag.engine import Engine, engine_over, index_config, load_engine
+from rag.index import IndexConfig, build_index, current_path, index_problem, load_index
 from rag.library import Builder, Library, Progress
 from rag.llm import ChatClient, chat_client
 from rag.manifest import Manifest
-from rag.retrieval import Retriever
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,15 +60,22 @@ def _build_id(index_dir: Path) -> str | None:
 
 
 class Service:
-    """Holds the answerer; ``start`` loads it (building if needed) and starts the watcher."""
+    """Holds the answerer; ``load`` loads it (building if needed), ``start_watching`` swaps.
+
+    ``engine``, when given, is one already loaded for ``settings`` (``rag serve`` loads it in
+    the foreground to show build progress): ``load`` serves it instead of reading the index and
+    the embedder a second time.
+    """
 
     def __init__(
         self,
         settings: Settings,
         llm: ChatClient | None = None,
         on_swap: Callable[[], None] | None = None,
+        engine: Engine | None = None,
     ) -> None:
         self.settings = settings
+        self._preloaded = engine
         self.on_swap = on_swap
         self.llm = llm if llm is not None else chat_client(settings)
         self.embedder: Embedder | None = None
@@ -104,24 +102,19 @@ class Service:
         return answerer
 
     def load(self) -> None:
-        """Load the embedder and the index, building the index first when missing or stale."""
-        self.embedder = self.embedder or load_embedder(self.settings.embedder, self.settings.device)
-        config = index_config(self.settings)
-        index = open_index(config, self.embedder, rebuild=True, progress=False)
+        """Load the embedder and the index, building the index first when missing or stale
+        (or serve the engine given to the constructor)."""
+        engine, self._preloaded = self._preloaded, None
+        if engine is None:
+            engine = load_engine(self.settings, embedder=self.embedder)
+        self.embedder = engine.embedder
         warm_up()
-        self._install(index)
+        self._install(engine)
 
-    def _install(self, index: SearchIndex) -> None:
-        assert self.embedder is not None
-        engine = Engine(
-            self.settings,
-            self.embedder,
-            index,
-            Retriever(index, self.embedder, embed_slots=self.settings.embed_slots or None),
-        )
+    def _install(self, engine: Engine) -> None:
         self._answerer = Answerer(engine, self.llm)  # one atomic reference swap
-        self._build = index.path.name
-        log.info("index loaded", extra={"build": self._build, "chunks": len(index.chunks)})
+        self._build = engine.index.path.name
+        log.info("index served", extra={"build": self._build, "chunks": len(engine.index.chunks)})
 
     def _build_now(self, on_progress: Progress) -> None:
         """One incremental build of the corpus folder (unchanged text reuses its vectors);
@@ -142,7 +135,9 @@ class Service:
             target = _build_id(self.settings.index_dir)
             if target is None or Path(target).name == self._build:
                 return False
-            self._install(load_index(self.settings.index_dir))
+            embedder = self.embedder
+            assert embedder is not None  # set by load(), which runs before any swap
+            self._install(engine_over(self.settings, embedder, load_index(self.settings.index_dir)))
             self.swaps += 1
         if self.on_swap is not None:
             self.on_swap()

@@ -10,6 +10,7 @@ import logging
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -713,6 +714,61 @@ def test_serve_builds_with_progress_then_says_where_it_listens(
     assert re.search(r"embedding: 100%.*\d+/\d+", log), "no progress shown"
     assert log.index("building the index") < log.index("embedding") < log.index("rag: serving")
     assert "warning" not in log, "a normal first build is no warning"
+
+
+INDEX_READ = r" info rag\.index: index read build=\"(\S+)\" chunks=(\d+)"
+
+
+@pytest.mark.slow
+def test_one_worker_serves_the_index_it_read_at_start_without_reading_it_again(
+    serve: Callable[..., subprocess.Popen], index_copy: Path, sample_corpus: Path
+) -> None:
+    """``rag serve`` reads the index in the foreground (a first start shows build progress)
+    and hands it to the app: a second read in the server would double the start time."""
+    proc = serve(
+        "--corpus", sample_corpus, "--index-dir", index_copy, "-q", env={"RAG_LOG_LEVEL": "INFO"}
+    )
+
+    found = wait_for_line(proc, r"rag: serving 4 articles \((\d+) chunks\) at \S+:(\d+)")
+    chunks, port = found.group(1), int(found.group(2))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        ready = client.get("/readyz")
+        answer = client.post("/api/ask", json={"question": "新服务器单机支持多少卡GPU？"})
+    assert ready.status_code == 200
+    assert ready.json()["chunks"] == int(chunks)
+    assert answer.status_code == 200 and answer.json()["citations"]
+    log = proc.log.read_text()  # type: ignore[attr-defined]
+    assert re.findall(INDEX_READ, log) == [(live_build(index_copy).name, chunks)], log
+
+
+@pytest.mark.slow
+def test_several_workers_each_read_the_index_once(
+    serve: Callable[..., subprocess.Popen], index_copy: Path, sample_corpus: Path
+) -> None:
+    """Workers are separate processes: each reads the index the first process checked."""
+    with socket.socket() as probe:  # workers announce the port asked for: 0 would say nothing
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = serve(
+        "--corpus",
+        sample_corpus,
+        "--index-dir",
+        index_copy,
+        "--workers",
+        "2",
+        "--port",
+        str(port),
+        "-q",
+        env={"RAG_LOG_LEVEL": "INFO"},
+    )
+
+    wait_for_line(proc, rf"rag: serving 4 articles .* at \S+:{port} with 2 workers")
+    wait_for_line(proc, r"(?s)(rag\.api\.app: ready .*){2}")
+    ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=60)
+    assert ready.status_code == 200
+    log = proc.log.read_text()  # type: ignore[attr-defined]
+    reads = re.findall(INDEX_READ, log)
+    assert reads == [(live_build(index_copy).name, str(ready.json()["chunks"]))] * 3, log
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from rag.api.middleware import AccessMiddleware, GuardMiddleware, flat_routes
 from rag.api.routes import api, documents, openai, ops, web
 from rag.api.routes.documents import UPLOAD_ROUTE
 from rag.api.schemas import ERROR_RESPONSES
+from rag.engine import Engine
 from rag.llm import ChatClient
 from rag.service import Service
 from rag.settings import Settings, get_settings
@@ -28,18 +29,21 @@ from rag.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, llm: ChatClient | None = None) -> FastAPI:
-    """Build the app; the index loads in the lifespan (``/readyz`` says when it is done)."""
+def create_app(
+    settings: Settings | None = None, llm: ChatClient | None = None, engine: Engine | None = None
+) -> FastAPI:
+    """Build the app; the index loads in the lifespan (``/readyz`` says when it is done),
+    unless ``engine`` is one already loaded for ``settings``, which is served as it is."""
     settings = settings or get_settings()
     metrics = Metrics()
-    service = Service(settings, llm, on_swap=metrics.index_swaps.inc)
+    service = Service(settings, llm, on_swap=metrics.index_swaps.inc, engine=engine)
     metrics.watch_query_batcher(
         lambda: service.answerer.engine.retriever.batcher if service.ready else None
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info("loading index", extra={"index_dir": str(settings.index_dir)})
+        log.info("starting", extra={"index_dir": str(settings.index_dir)})
         await asyncio.to_thread(service.load)
         service.start_watching()
         log.info("ready", extra={"chunks": len(service.answerer.engine.index.chunks)})
