@@ -944,9 +944,8 @@ def answers_whole(question: str, span: str) -> bool:
     would mislead. Cues such as "以及" or two years, which ``rag.question`` also counts as several
     parts, are left out: "A以及哪一个?" and "1984年6月至1985年1月" ask for one thing."""
     bare = _QUOTATION.sub("", question)
-    if len(sub_questions(bare)) > 1 or any(c in bare.lower() for c in _EACH_ASK):
-        return False
-    if EACH.search(bare):
+    each = any(c in bare.lower() for c in _EACH_ASK) or bool(EACH.search(bare))
+    if each or len(sub_questions(bare)) > 1:
         return False
     return not any(c in bare for c in _PLURAL_ASK) or bool(_LIST_JOINER.search(span))
 
