@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import json
 import mmap
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -235,6 +236,24 @@ class DocumentStore(Mapping[str, StoredDocument]):
         _check_offsets(self.build / INFO_FILE, doc)
         return doc
 
+    def fields_mention(self, lowered: str) -> bool:
+        """Whether an article's title or a metadata field (author, source ...) holds ``lowered``
+        (lower-cased), case aside: a search of the mapped info file's bytes, each hit checked
+        in its parsed line, with no article text read."""
+        if not lowered:
+            return True
+        pattern = re.compile(b"".join(_byte_variants(c) for c in lowered))
+        ends = self.table[:, INFO_END]
+        at = 0
+        while (hit := pattern.search(self._info, at)) is not None:
+            n = int(np.searchsorted(ends, hit.start(), side="right"))
+            row = self.info_row(n)
+            fields = [row.get("title") or "", *(f.get("value") or "" for f in row.get("meta", ()))]
+            if any(lowered in str(f).lower() for f in fields):
+                return True
+            at = int(ends[n])  # the rest of this line cannot hold it either
+        return False
+
     def infos(self) -> DocumentInfos:
         return DocumentInfos(self)
 
@@ -272,6 +291,14 @@ class DocumentStore(Mapping[str, StoredDocument]):
         """Read every article (what ``load_index(verify=True)`` adds to the table checks)."""
         for n in range(len(self.ids)):
             self._read(n)
+
+
+def _byte_variants(char: str) -> bytes:
+    """A regex of the UTF-8 bytes (JSON-escaped) of the characters that lower-case to ``char``."""
+    variants = {v for v in (char.upper(), char.title()) if len(v) == 1 and v.lower() == char}
+    forms = sorted({json.dumps(v, ensure_ascii=False)[1:-1].encode() for v in {char, *variants}})
+    escaped = [re.escape(f) for f in forms]
+    return escaped[0] if len(escaped) == 1 else b"(?:" + b"|".join(escaped) + b")"
 
 
 def _check_offsets(path: Path, doc: StoredDocument) -> None:
