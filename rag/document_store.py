@@ -176,6 +176,8 @@ class DocumentStore(Mapping[str, StoredDocument]):
         self._info = _map(build / INFO_FILE)
         self._cache: OrderedDict[int, StoredDocument] = OrderedDict()
         self._lock = threading.Lock()
+        self._newest: np.ndarray | None = None  # see ``newest_first``
+        self._order_lock = threading.Lock()
 
     # --- Mapping
     def __getitem__(self, doc_id: str) -> StoredDocument:
@@ -235,6 +237,20 @@ class DocumentStore(Mapping[str, StoredDocument]):
             raise damaged(self.build / INFO_FILE, f"fields of {self.ids[n]} are missing") from None
         _check_offsets(self.build / INFO_FILE, doc)
         return doc
+
+    def newest_first(self) -> np.ndarray:
+        """Article numbers newest first, undated last, then by title (as the page lists them):
+        sorted once per build from the info lines, no article text read."""
+        with self._order_lock:
+            if self._newest is None:
+                keys = []
+                for n in range(len(self.ids)):
+                    row = self.info_row(n)
+                    keys.append((row.get("date") or "", str(row.get("title") or ""), n))
+                keys.sort(key=lambda k: k[1])
+                keys.sort(key=lambda k: k[0], reverse=True)
+                self._newest = np.asarray([n for _, _, n in keys], dtype=np.int64)
+            return self._newest
 
     def fields_mention(self, lowered: str) -> bool:
         """Whether an article's title or a metadata field (author, source ...) holds ``lowered``
