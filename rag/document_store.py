@@ -33,6 +33,7 @@ TABLE_FILE = "documents.npy"  # int64 rows, see the column numbers below
 DOCUMENT_FILES = (TEXT_FILE, INFO_FILE, TABLE_FILE, IDS_FILE)
 TEXT_START, TEXT_END, TEXT_CHARS, INFO_START, INFO_END, CHUNKS = range(6)
 CACHED = 1024  # articles kept decoded (retrieval reads the same few again and again)
+INFO_WINDOW = 8 << 20  # bytes of the info file lower-cased at a time to search it
 
 
 @dataclass(frozen=True)
@@ -258,17 +259,34 @@ class DocumentStore(Mapping[str, StoredDocument]):
         in its parsed line, with no article text read."""
         if not lowered:
             return True
-        pattern = re.compile(b"".join(_byte_variants(c) for c in lowered))
         ends = self.table[:, INFO_END]
-        at = 0
-        while (hit := pattern.search(self._info, at)) is not None:
-            n = int(np.searchsorted(ends, hit.start(), side="right"))
+        line_end = 0
+        for at in self._info_hits(lowered):
+            if at < line_end:
+                continue  # this line was checked already
+            n = int(np.searchsorted(ends, at, side="right"))
             row = self.info_row(n)
             fields = [row.get("title") or "", *(f.get("value") or "" for f in row.get("meta", ()))]
             if any(lowered in str(f).lower() for f in fields):
                 return True
-            at = int(ends[n])  # the rest of this line cannot hold it either
+            line_end = int(ends[n])
         return False
+
+    def _info_hits(self, lowered: str) -> Iterator[int]:
+        """Where ``lowered`` (as JSON writes it) may start in the info file, case aside, in
+        order. ASCII case folds byte by byte, so ASCII text is lower-cased and searched a window
+        at a time (a regex of case variants runs ~10x slower); other text goes through one."""
+        needle = json.dumps(lowered, ensure_ascii=False)[1:-1].encode()
+        if not lowered.isascii():
+            pattern = re.compile(b"".join(_byte_variants(c) for c in lowered))
+            yield from (m.start() for m in pattern.finditer(self._info))
+            return
+        for start in range(0, len(self._info), INFO_WINDOW):
+            window = bytes(self._info[start : start + INFO_WINDOW + len(needle) - 1]).lower()
+            found = window.find(needle)
+            while 0 <= found < INFO_WINDOW:  # later ones: the next window's
+                yield start + found
+                found = window.find(needle, found + 1)
 
     def infos(self) -> DocumentInfos:
         return DocumentInfos(self)
