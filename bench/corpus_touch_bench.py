@@ -16,8 +16,7 @@ written into the index folder.
 - **names**: load the index, warm up as ``rag serve`` does (jieba, the answer-layer models), then
   answer (extractive) a first question naming a person the articles never mention, then a
   second one: each answer's seconds, and ``unknown_names`` alone on a third and on a Latin
-  name (Zyxcorp); peak RSS and the
-  anonymous RSS the first answer added.
+  name (Zyxcorp); peak RSS and the anonymous RSS the first answer added.
 - **listing**: a real uvicorn server on 127.0.0.1 over the loaded index; ``GET /api/documents``
   (before: every article in one response; after: the default page, plus the last page and a
   page of 1000), its first and median-of-``--repeats`` seconds and bytes; ``GET /`` (the start

@@ -25,13 +25,12 @@ import numpy as np
 
 from rag.document_store import DocumentStore
 from rag.lexical import LexicalIndex
-from rag.tokens import STOPWORDS
+from rag.tokens import _CJK, STOPWORDS  # the characters tokenize() keeps words of
 
 # Most articles read to settle one word, and most postings read to find them.
 CANDIDATE_ARTICLES = 2_000
 POSTINGS_LIMIT = 1_000_000
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # as rag.tokens counts them
 _RUN = re.compile(r"[a-z0-9]+")  # a lower-cased Latin/digit run, inside one Latin term
 _STOP_CHARS = frozenset("".join(STOPWORDS))
 
