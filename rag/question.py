@@ -152,7 +152,7 @@ def sub_questions(text: str) -> list[str]:
 
 
 # "各重多少", "各有几个", "各是什么": 各 asking one value per item, like 分别.
-_EACH = re.compile(r"各(?:自)?[\u4e00-\u9fff]?(?:多少|几|是|为|有|占)")
+EACH = re.compile(r"各(?:自)?[\u4e00-\u9fff]?(?:多少|几|是|为|有|占)")
 
 
 def _parts(text: str, years: tuple[str, ...], multi: bool) -> int:
@@ -171,9 +171,7 @@ def analyse(text: str) -> QuestionInfo:
     lowered = text.lower()
     years = tuple(_YEAR.findall(text))
     multi = (
-        any(cue in lowered for cue in _MULTI_CUES)
-        or len(set(years)) > 1
-        or bool(_EACH.search(text))
+        any(cue in lowered for cue in _MULTI_CUES) or len(set(years)) > 1 or bool(EACH.search(text))
     )
     return QuestionInfo(
         text=text,

@@ -169,3 +169,28 @@ def test_candidates_include_the_year_of_a_date_and_whole_clauses() -> None:
     assert span.asked_form("该公司最低多少钱?") == ("money", "")
     assert span.asked_form("这条线路全长多少公里?") == ("count", "公里")
     assert span.asked_form("谁创办了这家公司?")[0] == "any"
+
+
+def test_a_list_question_gets_no_single_item_as_its_answer(docs: dict[str, Document]) -> None:
+    """ "哪些" asks for several things: the model's confident single phrase is withheld, while a
+    listed answer ("微软、谷歌") would pass."""
+    doc = docs[DOC_2023]
+    start, end = sentence_with(doc, "微软、谷歌")
+    question = "协同办公软件厂商担心哪些海外巨头不计成本地卷起来?"
+    best = span.best_span(question, doc.text[start:end])
+    assert best is not None and best[2] >= span.load_model().threshold  # it would be shown
+    assert "、" not in doc.text[start + best[0] : start + best[1]]
+    assert span.short_answer(question, doc.text, start, end, doc=doc.id) is None
+    assert span.answers_whole(question, "微软、谷歌")
+    assert span.answers_whole("哪些公司参与了投资?", "红杉和a16z")
+
+
+def test_a_question_of_two_parts_gets_no_single_span(docs: dict[str, Document]) -> None:
+    doc = docs[DOC_2023]
+    start, end = sentence_with(doc, "阿里云在2022年占中国云市场份额的36%")
+    question = "2022年阿里云占中国云市场多大份额?排名第几?"
+    best = span.best_span(question, doc.text[start:end])
+    assert best is not None and best[2] >= span.load_model().threshold
+    assert span.short_answer(question, doc.text, start, end, doc=doc.id) is None
+    one_part = "阿里云在2022年占中国云市场份额的多少?"
+    assert span.short_answer(one_part, doc.text, start, end, doc=doc.id) is not None

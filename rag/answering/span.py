@@ -23,6 +23,7 @@ import jieba.posseg as pseg
 import numpy as np
 
 from rag.citations import ShortAnswer
+from rag.question import EACH, sub_questions
 from rag.tokens import _ensure_jieba, tokenize
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
@@ -929,6 +930,27 @@ def span_score(question: str, text: str, start: int, end: int) -> float:
     return best[2] if best else 0.0
 
 
+# What joins the items of a list answer ("微软、谷歌", "A和B", "A与B", "A及B", "A等").
+_LIST_JOINER = re.compile(r"[、,，/;；]|和|与|及|或|等")
+_PLURAL_ASK = ("哪些", "哪几", "哪两", "哪三")
+_EACH_ASK = ("分别", "各自", "respectively", "each of")
+_QUOTATION = re.compile(r"「[^」]*」|“[^”]*”|『[^』]*』")
+
+
+def answers_whole(question: str, span: str) -> bool:
+    """Whether one span can be the whole answer. A question of several parts (two question
+    marks outside quotes, "分别", "各自", "各有几个") wants one fact per part, and one asking for
+    several things ("哪些", "哪几", "哪两") wants a list: a single phrase shown as *the* answer
+    would mislead. Cues such as "以及" or two years, which ``rag.question`` also counts as several
+    parts, are left out: "A以及哪一个?" and "1984年6月至1985年1月" ask for one thing."""
+    bare = _QUOTATION.sub("", question)
+    if len(sub_questions(bare)) > 1 or any(c in bare.lower() for c in _EACH_ASK):
+        return False
+    if EACH.search(bare):
+        return False
+    return not any(c in bare for c in _PLURAL_ASK) or bool(_LIST_JOINER.search(span))
+
+
 def short_answer(
     question: str,
     text: str,
@@ -951,6 +973,8 @@ def short_answer(
         return None
     s, e, score = best
     span = text[start + s : start + e]
+    if not answers_whole(question, span):
+        return None
     return ShortAnswer(span, doc, start + s, start + e, score, resolve_date(span, date))
 
 
