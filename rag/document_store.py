@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import json
 import mmap
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ TABLE_FILE = "documents.npy"  # int64 rows, see the column numbers below
 DOCUMENT_FILES = (TEXT_FILE, INFO_FILE, TABLE_FILE, IDS_FILE)
 TEXT_START, TEXT_END, TEXT_CHARS, INFO_START, INFO_END, CHUNKS = range(6)
 CACHED = 1024  # articles kept decoded (retrieval reads the same few again and again)
+INFO_WINDOW = 8 << 20  # bytes of the info file lower-cased at a time to search it
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ class DocumentStore(Mapping[str, StoredDocument]):
         self._info = _map(build / INFO_FILE)
         self._cache: OrderedDict[int, StoredDocument] = OrderedDict()
         self._lock = threading.Lock()
+        self._newest: np.ndarray | None = None  # see ``newest_first``
+        self._order_lock = threading.Lock()
 
     # --- Mapping
     def __getitem__(self, doc_id: str) -> StoredDocument:
@@ -235,6 +239,55 @@ class DocumentStore(Mapping[str, StoredDocument]):
         _check_offsets(self.build / INFO_FILE, doc)
         return doc
 
+    def newest_first(self) -> np.ndarray:
+        """Article numbers newest first, undated last, then by title (as the page lists them):
+        sorted once per build from the info lines, no article text read."""
+        with self._order_lock:
+            if self._newest is None:
+                keys = []
+                for n in range(len(self.ids)):
+                    row = self.info_row(n)
+                    keys.append((row.get("date") or "", str(row.get("title") or ""), n))
+                keys.sort(key=lambda k: k[1])
+                keys.sort(key=lambda k: k[0], reverse=True)
+                self._newest = np.asarray([n for _, _, n in keys], dtype=np.int64)
+            return self._newest
+
+    def fields_mention(self, lowered: str) -> bool:
+        """Whether an article's title or a metadata field (author, source ...) holds ``lowered``
+        (lower-cased), case aside: a search of the mapped info file's bytes, each hit checked
+        in its parsed line, with no article text read."""
+        if not lowered:
+            return True
+        ends = self.table[:, INFO_END]
+        line_end = 0
+        for at in self._info_hits(lowered):
+            if at < line_end:
+                continue  # this line was checked already
+            n = int(np.searchsorted(ends, at, side="right"))
+            row = self.info_row(n)
+            fields = [row.get("title") or "", *(f.get("value") or "" for f in row.get("meta", ()))]
+            if any(lowered in str(f).lower() for f in fields):
+                return True
+            line_end = int(ends[n])
+        return False
+
+    def _info_hits(self, lowered: str) -> Iterator[int]:
+        """Where ``lowered`` (as JSON writes it) may start in the info file, case aside, in
+        order. ASCII case folds byte by byte, so ASCII text is lower-cased and searched a window
+        at a time (a regex of case variants runs ~10x slower); other text goes through one."""
+        needle = json.dumps(lowered, ensure_ascii=False)[1:-1].encode()
+        if not lowered.isascii():
+            pattern = re.compile(b"".join(_byte_variants(c) for c in lowered))
+            yield from (m.start() for m in pattern.finditer(self._info))
+            return
+        for start in range(0, len(self._info), INFO_WINDOW):
+            window = bytes(self._info[start : start + INFO_WINDOW + len(needle) - 1]).lower()
+            found = window.find(needle)
+            while 0 <= found < INFO_WINDOW:  # later ones: the next window's
+                yield start + found
+                found = window.find(needle, found + 1)
+
     def infos(self) -> DocumentInfos:
         return DocumentInfos(self)
 
@@ -272,6 +325,14 @@ class DocumentStore(Mapping[str, StoredDocument]):
         """Read every article (what ``load_index(verify=True)`` adds to the table checks)."""
         for n in range(len(self.ids)):
             self._read(n)
+
+
+def _byte_variants(char: str) -> bytes:
+    """A regex of the UTF-8 bytes (JSON-escaped) of the characters that lower-case to ``char``."""
+    variants = {v for v in (char.upper(), char.title()) if len(v) == 1 and v.lower() == char}
+    forms = sorted({json.dumps(v, ensure_ascii=False)[1:-1].encode() for v in {char, *variants}})
+    escaped = [re.escape(f) for f in forms]
+    return escaped[0] if len(escaped) == 1 else b"(?:" + b"|".join(escaped) + b")"
 
 
 def _check_offsets(path: Path, doc: StoredDocument) -> None:

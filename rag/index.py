@@ -21,9 +21,8 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -46,7 +45,7 @@ from rag.corpus import Corpus, load_corpus
 from rag.document_store import (
     IDS_FILE,
     DocumentStore,
-    StoredDocument,
+    StoredDocument,  # noqa: F401 (re-exported: routes and tests import it from here)
     document_info,
     write_documents,
 )
@@ -61,6 +60,7 @@ from rag.index_check import check_index, damaged, read_part
 from rag.index_lock import index_lock
 from rag.lexical import LexicalIndex
 from rag.manifest import FORMAT_VERSION, Manifest, SkippedInfo
+from rag.mentions import mentioned
 from rag.sentence_vectors import SentenceVectors
 from rag.sentences import split_sentences
 from rag.vectors import VectorIndex, choose_kind
@@ -84,7 +84,7 @@ class SearchIndex:
     path: Path
     manifest: Manifest
     chunks: ChunkTable
-    documents: Mapping[str, StoredDocument]  # a DocumentStore: articles decoded when read
+    documents: DocumentStore  # a Mapping[str, StoredDocument]: articles decoded when read
     vectors: VectorIndex
     lexical: LexicalIndex
     sentences: SentenceTable
@@ -95,10 +95,10 @@ class SearchIndex:
     def __post_init__(self) -> None:
         self.sentence_vectors = SentenceVectors(self.sentence_text, self.manifest.dim)
 
-    @cached_property
-    def lowered_text(self) -> str:
-        """All articles, lower-cased, once: "is this word anywhere in the corpus?" checks."""
-        return "\n".join(d.text.lower() for d in self.documents.values())
+    def mentions(self, word: str) -> bool:
+        """Whether an article's passages, title or metadata hold ``word`` (case aside), found
+        from the lexical index without reading every article (rag/mentions.py)."""
+        return mentioned(word, self.lexical, self.documents, self.chunks.rows[:, 0])
 
     def sentence_text(self, row: int) -> str:
         s = self.sentences[row]

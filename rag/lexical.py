@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ class LexicalIndex:
         self.size = size
         self._local = threading.local()
         self._impacts = impacts if impacts is not None else impact_order(model)
+        self._terms: tuple[str, np.ndarray] | None = None  # see ``_vocabulary``
+        self._vocabulary_lock = threading.Lock()
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
@@ -63,6 +66,40 @@ class LexicalIndex:
             return 0
         indptr = self._model.scores["indptr"]
         return int(indptr[column + 1] - indptr[column])
+
+    def terms_containing(self, text: str) -> np.ndarray:
+        """Columns of the vocabulary terms that contain ``text`` (sorted, each once): a substring
+        search over the vocabulary (built once, one line per term), not over the corpus."""
+        terms, starts = self._vocabulary()
+        hits = [m.start() for m in re.finditer(re.escape(text), terms)] if text else []
+        if not hits:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.searchsorted(starts, np.asarray(hits), side="right") - 1)
+
+    def postings_count(self, columns: np.ndarray) -> int:
+        """How many postings the terms of ``columns`` hold together."""
+        indptr = self._model.scores["indptr"]
+        return int(np.sum(indptr[columns + 1] - indptr[columns])) if len(columns) else 0
+
+    def rows_with(self, columns: np.ndarray) -> np.ndarray:
+        """The rows (chunks) holding any of the terms of ``columns``, sorted, each once."""
+        indices = self._model.scores["indices"]
+        indptr = self._model.scores["indptr"]
+        parts = [indices[indptr[c] : indptr[c + 1]] for c in columns]
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    def _vocabulary(self) -> tuple[str, np.ndarray]:
+        """Every term in column order, one per line, and where each line starts."""
+        with self._vocabulary_lock:
+            if self._terms is None:
+                vocab = self._model.vocab_dict
+                ordered = [""] * len(vocab)
+                for term, column in vocab.items():
+                    ordered[column] = term
+                lengths = np.fromiter((len(t) + 1 for t in ordered), np.int64, len(ordered))
+                starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+                self._terms = ("\n".join(ordered), starts)
+            return self._terms
 
     def postings(self, query: str) -> int:
         """How many postings the query's terms hold (what exact scoring would read)."""

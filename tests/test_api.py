@@ -45,7 +45,7 @@ def oai(api_server: LiveServer) -> openai.OpenAI:
 @pytest.fixture(scope="module")
 def texts(client: httpx.Client) -> dict[str, str]:
     """Every article's text as the API serves it (citation offsets index into these)."""
-    ids = [d["id"] for d in client.get("/api/documents").json()]
+    ids = [d["id"] for d in client.get("/api/documents").json()["documents"]]
     return {doc: client.get(f"/api/documents/{doc}").json()["text"] for doc in ids}
 
 
@@ -224,7 +224,7 @@ def test_search_returns_source_slices(client: httpx.Client, texts: dict[str, str
 
 
 def test_documents_list_and_fetch(client: httpx.Client) -> None:
-    listed = client.get("/api/documents").json()
+    listed = client.get("/api/documents").json()["documents"]
 
     assert sorted(d["id"] for d in listed) == sorted(p.name for p in BUNDLED_CORPUS.iterdir())
     for summary in listed:

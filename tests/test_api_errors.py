@@ -604,7 +604,7 @@ def newline_server(
 
 def test_a_cited_document_with_a_newline_in_its_name_opens(newline_server: LiveServer) -> None:
     with httpx.Client(base_url=newline_server.url, timeout=60) as c:
-        listed = [d["id"] for d in c.get("/api/documents").json()]
+        listed = [d["id"] for d in c.get("/api/documents").json()["documents"]]
         answer = c.post(ASK, json={"question": "磐久服务器单机支持多少卡GPU?"}).json()
         cited = answer["citations"][0]
         opened = c.get(f"/api/documents/{quote(cited['doc'], safe='')}")

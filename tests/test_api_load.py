@@ -124,7 +124,7 @@ def hammer(url: str, kind: str, stop: threading.Event, out: list[Record]) -> Non
 def wait_for_document(client: httpx.Client, doc: str, timeout: float) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ids = [d["id"] for d in client.get("/api/documents").json()]
+        ids = [d["id"] for d in client.get("/api/documents").json()["documents"]]
         if doc in ids:
             return ids
         time.sleep(0.1)
@@ -172,7 +172,7 @@ def swap_run(
                 stop.set()
                 for thread in threads:
                     thread.join(60)
-                documents = [d["id"] for d in client.get("/api/documents").json()]
+                documents = [d["id"] for d in client.get("/api/documents").json()["documents"]]
                 metrics = client.get("/metrics").text
         finally:
             stop.set()

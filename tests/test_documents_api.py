@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rag.document_store import DocumentStore, StoredDocument
 from rag.embedding import E5Embedder
 from rag.library import TEMP_PREFIX
 from tests.api_server import LiveServer, api_settings, serve
@@ -95,7 +96,7 @@ def test_upload_is_indexed_incrementally_answered_then_deleted(client: httpx.Cli
     # Only the new article was embedded: the old texts' vectors were reused.
     assert build["reused"] == before["embedded"] + before["reused"]
     assert 0 < build["embedded"] < before["embedded"] + before["reused"]
-    listed = {d["id"]: d for d in client.get("/api/documents").json()}
+    listed = {d["id"]: d for d in client.get("/api/documents").json()["documents"]}
     assert listed["耳机.txt"]["title"] == "星河科技发布新款翻译耳机"
     assert listed["耳机.txt"]["chunks"] >= 1 and "format" in listed["耳机.txt"]
     answer = client.post("/api/ask", json={"question": QUESTION}).json()
@@ -104,7 +105,7 @@ def test_upload_is_indexed_incrementally_answered_then_deleted(client: httpx.Cli
 
     assert client.delete("/api/documents/耳机.txt").status_code == 202
     wait_idle(client)
-    assert "耳机.txt" not in {d["id"] for d in client.get("/api/documents").json()}
+    assert "耳机.txt" not in {d["id"] for d in client.get("/api/documents").json()["documents"]}
     assert_error(client.get("/api/documents/耳机.txt"), 404)
 
 
@@ -248,7 +249,7 @@ def test_no_question_fails_while_articles_come_and_go(
         for t in threads:
             t.join(60)
     assert results and all(s == 200 for s in results), sorted(set(results))
-    assert not {d["id"] for d in client.get("/api/documents").json()} & {
+    assert not {d["id"] for d in client.get("/api/documents").json()["documents"]} & {
         f"load-{i}.txt" for i in range(5)
     }
 
@@ -266,7 +267,7 @@ def test_uploads_of_other_formats_show_their_format_and_encoding(client: httpx.C
     assert response.status_code == 202, response.text
     wait_idle(client)
     try:
-        listed = {d["id"]: d for d in client.get("/api/documents").json()}
+        listed = {d["id"]: d for d in client.get("/api/documents").json()["documents"]}
         assert listed["panda.html"]["format"] == "html"
         assert listed["postcard.txt"]["encoding"] in ("gbk", "gb18030")
         assert listed["hotpot.docx"]["format"] == "docx"
@@ -291,7 +292,84 @@ def test_a_rebuild_of_an_unchanged_folder_builds_nothing(
         assert client.post("/api/index").status_code == 202
         build = wait_idle(client)["last_build"]
         assert build["id"] != served
-        assert "copied.txt" in {d["id"] for d in client.get("/api/documents").json()}
+        assert "copied.txt" in {d["id"] for d in client.get("/api/documents").json()["documents"]}
     finally:
         client.delete("/api/documents/copied.txt")
         wait_idle(client)
+
+
+# --- the list, a page at a time ------------------------------------------------------------
+
+# (name, date or None, title): newest first, undated last, ties by title.
+SHELF = [
+    ("a.txt", "2023-01-05", "一月的文章"),
+    ("b.txt", "2024-03-01", "三月的文章之二"),
+    ("c.txt", None, "没有日期的文章"),
+    ("d.txt", "2024-03-01", "三月的文章之一"),
+    ("e.txt", "2022-12-31", "去年的文章"),
+    ("f.txt", "2024-11-11", "最新的文章"),
+    ("g.txt", "2023-07-07", "七月的文章"),
+]
+NEWEST_FIRST = ["f.txt", "d.txt", "b.txt", "g.txt", "a.txt", "e.txt", "c.txt"]
+
+
+@pytest.fixture(scope="module")
+def shelf(tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder) -> Iterator[httpx.Client]:
+    corpus = tmp_path_factory.mktemp("shelf-corpus")
+    for name, date, title in SHELF:
+        dated = f"{date}\n\n" if date else "\n"
+        body = f"{title}的正文写到第{name[0]}号仓库的货物已经送达。\n"
+        (corpus / name).write_text(f"{title}\n{dated}{body}", encoding="utf-8")
+    settings = api_settings(tmp_path_factory.mktemp("shelf-index"), corpus_dir=corpus)
+    with serve(settings, e5) as server, httpx.Client(base_url=server.url, timeout=60) as c:
+        wait_idle(c)
+        yield c
+
+
+def test_the_list_comes_a_page_at_a_time_newest_first(shelf: httpx.Client) -> None:
+    whole = shelf.get("/api/documents").json()
+    assert (whole["total"], whole["offset"], whole["limit"]) == (7, 0, 100)  # the defaults
+    assert [d["id"] for d in whole["documents"]] == NEWEST_FIRST
+    assert whole["documents"][0] == {
+        "id": "f.txt",
+        "title": "最新的文章",
+        "date": "2024-11-11",
+        "chunks": 1,
+        "format": "text",
+        "encoding": "utf-8",
+    }
+    pages = [shelf.get(f"/api/documents?limit=3&offset={at}").json() for at in (0, 3, 6)]
+    assert [len(p["documents"]) for p in pages] == [3, 3, 1]
+    assert all(p["total"] == 7 and p["limit"] == 3 for p in pages)
+    assert [d["id"] for p in pages for d in p["documents"]] == NEWEST_FIRST
+    past = shelf.get("/api/documents?offset=7&limit=1000").json()
+    assert past["documents"] == [] and past["total"] == 7
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["limit=0", "limit=1001", "limit=-5", "limit=ten", "offset=-1", "offset=x", "limit=2.5"],
+)
+def test_bad_page_values_are_400_json(shelf: httpx.Client, query: str) -> None:
+    name = query.split("=")[0]
+    assert_error(shelf.get(f"/api/documents?{query}"), 400, name)
+
+
+def test_listing_reads_no_article_text(
+    shelf: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list comes from the articles' info lines: not one article is decoded for it (the
+    server runs in this process, so the store's reads can be counted)."""
+    decoded: list[int] = []
+    read = DocumentStore._read
+
+    def counting(store: DocumentStore, n: int) -> StoredDocument:
+        decoded.append(n)
+        return read(store, n)
+
+    monkeypatch.setattr(DocumentStore, "_read", counting)
+    listed = shelf.get("/api/documents?limit=1000").json()["documents"]
+    assert len(listed) == 7 and decoded == []
+    opened = shelf.get("/api/documents/c.txt").json()  # reading one decodes that one at most
+    assert opened["title"] == "没有日期的文章" and opened["date"] is None
+    assert len(decoded) <= 1

@@ -1049,6 +1049,39 @@ def test_articles_listed_uploaded_asked_and_deleted_on_the_page(
 
 
 @pytest.mark.slow
+def test_a_long_article_list_comes_a_page_at_a_time(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder
+) -> None:
+    """101 articles: the view shows the newest 100 and a button for the last one; the start
+    page counts them all from the server's total."""
+    corpus = tmp_path_factory.mktemp("web-many")
+    for i in range(101):
+        date = f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}"
+        text = f"第{i}号简报\n{date}\n\n第{i}号仓库今天收到了{i + 3}箱货物。\n"
+        (corpus / f"{i:03d}.txt").write_text(text, encoding="utf-8")
+    expect = _expect()
+    settings = _settings(corpus, tmp_path_factory.mktemp("web-many-index"))
+    with _serve(settings, e5) as url:
+        p = Page(browser, url, LAPTOP)
+        page = p.page
+        try:
+            expect(page.locator("#library-line")).to_have_text("已收录 101 篇文章。")
+            expect(page.locator("#article-list li.more")).to_have_text("另有 91 篇")
+            expect(page.locator("#article-list li").first).to_contain_text("第100号简报")
+            page.click("#articles-button")
+            rows, more = page.locator("#articles-list li"), page.locator("#articles-more")
+            expect(rows).to_have_count(100)
+            expect(rows.first).to_have_attribute("data-id", "100.txt")  # newest first
+            expect(more).to_have_text("显示更多（还有 1 篇）")
+            more.click()
+            expect(rows).to_have_count(101)
+            expect(rows.last).to_have_attribute("data-id", "000.txt")
+            expect(more).to_be_hidden()
+        finally:
+            p.close()
+
+
+@pytest.mark.slow
 def test_skipped_files_and_build_progress_show_in_the_articles_view(
     browser: Any, library_server: str, library_corpus: Path
 ) -> None:

@@ -257,7 +257,7 @@ def unknown_names(info: QuestionInfo, index: SearchIndex) -> list[str]:
             continue
         if tag != "eng" and jieba.dt.FREQ.get(word, 0) >= RARE_WORD:
             continue
-        if word.lower() not in index.lowered_text:
+        if not index.mentions(word):
             found.append(word)
     return found
 

@@ -145,6 +145,15 @@ class DocumentOut(DocumentSummary):
     text: str
 
 
+class DocumentPage(BaseModel):
+    """One page of the article list, newest first (undated last, then by title)."""
+
+    documents: list[DocumentSummary]
+    total: int = Field(description="articles in the index (all pages)")
+    offset: int = Field(description="articles before this page")
+    limit: int = Field(description="most articles on a page")
+
+
 class AddedOut(BaseModel):
     id: str
     bytes: int

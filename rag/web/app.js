@@ -24,6 +24,7 @@
  * @typedef {{id: string, title: string, date: string|null, text: string}} Doc
  * @typedef {{id: string, title: string, date: string|null, chunks: number,
  *            format?: string|null, encoding?: string|null}} Article
+ * @typedef {{documents: Article[], total: number, offset: number, limit: number}} ArticlePage
  * @typedef {{state: "idle"|"building", progress: {done: number, total: number}|null,
  *            pending: boolean, skipped: {path: string, reason: string}[], error: string|null,
  *            editable: boolean, suffixes: string[],
@@ -733,7 +734,9 @@ const uploadMessage = byId("upload-message");
 const buildProgress = /** @type {HTMLProgressElement} */ (byId("build-progress"));
 const POLL_MS = 400;
 const INTRO_ARTICLES = 10; // the start page lists the newest ones (render.py INTRO_ARTICLES)
-const library = { polling: false, editable: true };
+const ARTICLE_PAGE = 100; // articles fetched at a time (the server's default page)
+const moreArticles = byId("articles-more");
+const library = { polling: false, editable: true, shown: 0, total: 0 };
 
 /** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -774,18 +777,15 @@ async function change(url, init) {
   return res;
 }
 
-/** Newest first, undated last (as the start page lists them). @param {Article[]} docs */
-function newestFirst(docs) {
-  return [...docs].sort(
-    (a, b) => (b.date || "").localeCompare(a.date || "") || a.title.localeCompare(b.title),
-  );
-}
-
-/** @param {Article[]} docs */
-function renderArticles(docs) {
-  const sorted = newestFirst(docs);
-  byId("library-line").textContent = `已收录 ${docs.length} 篇文章。`;
-  const intro = sorted.slice(0, INTRO_ARTICLES).map((a) =>
+/**
+ * The first page of articles (the server lists them newest first, undated last): the start
+ * page's newest few, the count, and the articles view from the top.
+ * @param {ArticlePage} page
+ */
+function renderArticles(page) {
+  const docs = page.documents;
+  byId("library-line").textContent = `已收录 ${page.total} 篇文章。`;
+  const intro = docs.slice(0, INTRO_ARTICLES).map((a) =>
     el(
       "li",
       { "data-id": a.id },
@@ -793,10 +793,32 @@ function renderArticles(docs) {
       el("span", { class: "article-meta" }, articleMeta(a)),
     ),
   );
-  const more = sorted.length - INTRO_ARTICLES;
+  const more = page.total - INTRO_ARTICLES;
   if (more > 0) intro.push(el("li", { class: "more" }, `另有 ${more} 篇`));
   document.getElementById("article-list")?.replaceChildren(...intro);
-  byId("articles-list").replaceChildren(...sorted.map(articleRow));
+  byId("articles-list").replaceChildren(...docs.map(articleRow));
+  showMore(docs.length, page.total);
+}
+
+/**
+ * @param {number} shown
+ * @param {number} total
+ */
+function showMore(shown, total) {
+  Object.assign(library, { shown, total });
+  moreArticles.hidden = shown >= total;
+  moreArticles.textContent = `显示更多（还有 ${total - shown} 篇）`;
+}
+
+/** The next page of the articles view, appended. */
+async function loadMoreArticles() {
+  const url = `/api/documents?limit=${ARTICLE_PAGE}&offset=${library.shown}`;
+  const res = await fetch(url, { headers: headers() });
+  if (!res.ok) return;
+  /** @type {ArticlePage} */
+  const page = await res.json();
+  byId("articles-list").append(...page.documents.map(articleRow));
+  showMore(library.shown + page.documents.length, page.total);
 }
 
 /** One row of the articles view, with delete and its confirmation. @param {Article} a */
@@ -962,7 +984,7 @@ async function fetchStatus() {
 }
 
 async function refreshArticles() {
-  const res = await fetch("/api/documents", { headers: headers() });
+  const res = await fetch(`/api/documents?limit=${ARTICLE_PAGE}`, { headers: headers() });
   if (res.ok) renderArticles(await res.json());
 }
 
@@ -1007,6 +1029,9 @@ async function openArticles() {
 articlesButton.hidden = false;
 articlesButton.addEventListener("click", openArticles);
 byId("articles-close").addEventListener("click", () => articlesDialog.close());
+moreArticles.addEventListener("click", () =>
+  loadMoreArticles().catch(() => say("无法连接到服务器，请稍后重试。", true)),
+);
 fileInput.addEventListener("change", () => {
   upload(fileInput.files || []);
   fileInput.value = "";

@@ -18,7 +18,7 @@ from rag.errors import InvalidInputError, RagError
 from rag.index import SearchIndex
 from rag.service import Service
 from rag.settings import Settings
-from rag.web.render import ArticleRow, PageContext, render_page, sources_for
+from rag.web.render import INTRO_ARTICLES, ArticleRow, PageContext, render_page, sources_for
 
 EXAMPLE_ARTICLES = 3  # the newest articles get an example question each
 
@@ -45,24 +45,23 @@ def page_context(service: Service, settings: Settings) -> PageContext:
     )
 
 
-def article_rows(index: SearchIndex) -> tuple[ArticleRow, ...]:
-    """The served articles, newest first (undated last), with what the manifest knows."""
-    infos = {d.id: d for d in index.manifest.documents}
-    rows = [
+def article_rows(index: SearchIndex, count: int = INTRO_ARTICLES) -> tuple[ArticleRow, ...]:
+    """The ``count`` newest served articles (undated last), read from their info lines: the
+    page shows only these, so no article text is decoded."""
+    infos = index.documents.infos()
+    rows = (infos[int(n)] for n in index.documents.newest_first()[:count])
+    return tuple(
         ArticleRow(
-            id=doc.id,
-            title=doc.title,
-            date=doc.date,
-            chunks=infos[doc.id].chunks if doc.id in infos else 0,
-            format=getattr(infos.get(doc.id), "format", None),
-            encoding=getattr(infos.get(doc.id), "encoding", None),
-            author=infos[doc.id].author if doc.id in infos else None,
+            id=info.id,
+            title=info.title,
+            date=info.date,
+            chunks=info.chunks,
+            format=info.format,
+            encoding=info.encoding,
+            author=info.author,
         )
-        for doc in index.documents.values()
-    ]
-    rows.sort(key=lambda r: r.title)
-    rows.sort(key=lambda r: r.date or "", reverse=True)
-    return tuple(rows)
+        for info in rows
+    )
 
 
 def example_questions(articles: tuple[ArticleRow, ...]) -> tuple[str, ...]:

@@ -162,7 +162,7 @@ def render_page(
         default_mode=_e(context.default_mode),
         intro_hidden=" hidden" if turn else "",
         library=_e(_library(context.documents)),
-        articles=_articles_html(context.articles),
+        articles=_articles_html(context.articles, context.documents),
         examples=_examples_html(context.examples),
         admin="on" if context.admin_keys else "off",
         conversation=turn,
@@ -184,14 +184,15 @@ def article_meta(row: ArticleRow) -> str:
     return " · ".join(parts)
 
 
-def _articles_html(articles: Sequence[ArticleRow]) -> str:
-    """The newest articles (the articles view lists them all); the same markup as app.js."""
+def _articles_html(articles: Sequence[ArticleRow], total: int | None = None) -> str:
+    """The newest of the ``total`` articles (the articles view lists them all); the same
+    markup as app.js."""
     items = "".join(
         f'<li data-id="{_e(a.id)}"><span class="article-title">{_e(a.title)}</span>'
         f'<span class="article-meta">{_e(article_meta(a))}</span></li>'
         for a in articles[:INTRO_ARTICLES]
     )
-    more = len(articles) - INTRO_ARTICLES
+    more = (len(articles) if total is None else total) - INTRO_ARTICLES
     if more > 0:
         items += f'<li class="more">另有 {more} 篇</li>'
     return f'<ul class="article-list" id="article-list">{items}</ul>'

@@ -12,7 +12,7 @@ import hmac
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Header, UploadFile
+from fastapi import APIRouter, Depends, File, Header, Query, UploadFile
 
 from rag.api.deps import AnswererDep, ServiceDep, SettingsDep
 from rag.api.schemas import (
@@ -20,6 +20,7 @@ from rag.api.schemas import (
     BuildOut,
     DeleteOut,
     DocumentOut,
+    DocumentPage,
     DocumentSummary,
     ErrorBody,
     IndexStatusOut,
@@ -28,7 +29,6 @@ from rag.api.schemas import (
     UploadOut,
 )
 from rag.errors import ForbiddenError, NotFoundError, UnauthorizedError
-from rag.index import StoredDocument
 from rag.library import Upload, accepted_suffixes
 from rag.manifest import DocumentInfo
 from rag.service import Service
@@ -36,6 +36,7 @@ from rag.service import Service
 router = APIRouter(prefix="/api", tags=["documents"])
 # Uploads are larger than other bodies: the middleware allows this route RAG_MAX_UPLOAD_BYTES.
 UPLOAD_ROUTE = ("POST", "/api/documents")
+PAGE, MAX_PAGE = 100, 1000  # articles per page of the list: by default, at most
 
 CHANGE_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "an admin key is needed (when keys are set)"},
@@ -105,22 +106,38 @@ def _relative(path: str, corpus_dir: str) -> str:
         return Path(path).name
 
 
-@router.get("/documents", response_model=list[DocumentSummary], summary="List the articles")
-def documents(answerer: AnswererDep) -> list[DocumentSummary]:
-    index = answerer.engine.index
-    infos = {d.id: d for d in index.manifest.documents}
-    return [DocumentSummary(**_summary(doc, infos.get(doc.id))) for doc in index.documents.values()]
+@router.get(
+    "/documents",
+    response_model=DocumentPage,
+    summary="List the articles, newest first, a page at a time",
+    responses={400: {"model": ErrorBody, "description": "limit or offset out of range"}},
+)
+def documents(
+    answerer: AnswererDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="articles per page")] = PAGE,
+    offset: Annotated[int, Query(ge=0, description="articles to skip")] = 0,
+) -> DocumentPage:
+    """Read from the articles' info lines only: no article text is decoded for the list."""
+    store = answerer.engine.index.documents
+    infos = store.infos()
+    page = store.newest_first()[offset : offset + limit]
+    return DocumentPage(
+        documents=[DocumentSummary(**_summary(infos[int(n)])) for n in page],
+        total=len(store),
+        offset=offset,
+        limit=limit,
+    )
 
 
-def _summary(doc: StoredDocument, info: DocumentInfo | None) -> dict[str, Any]:
+def _summary(info: DocumentInfo) -> dict[str, Any]:
     """What the article list and the reader both show of one article."""
     return {
-        "id": doc.id,
-        "title": doc.title,
-        "date": doc.date,
-        "chunks": info.chunks if info else 0,
-        "format": info.format if info else None,
-        "encoding": info.encoding if info else None,
+        "id": info.id,
+        "title": info.title,
+        "date": info.date,
+        "chunks": info.chunks,
+        "format": info.format,
+        "encoding": info.encoding,
     }
 
 
@@ -131,12 +148,11 @@ def _summary(doc: StoredDocument, info: DocumentInfo | None) -> dict[str, Any]:
     responses={404: {"description": "unknown document"}},
 )
 def document(doc_id: str, answerer: AnswererDep) -> DocumentOut:
-    index = answerer.engine.index
-    doc = index.documents.get(doc_id)
-    if doc is None:
+    store = answerer.engine.index.documents
+    n = store.number.get(doc_id)
+    if n is None:
         raise NotFoundError(f"no document {doc_id!r}")
-    info = next((d for d in index.manifest.documents if d.id == doc_id), None)
-    return DocumentOut(**_summary(doc, info), text=doc.text)
+    return DocumentOut(**_summary(store.infos()[n]), text=store.document(n).text)
 
 
 @router.post(
