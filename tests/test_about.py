@@ -7,7 +7,8 @@ import pytest
 
 from rag.answering.about import MetaHit, answer_about, choose_documents
 from rag.embedding import E5Embedder
-from rag.index import IndexConfig, SearchIndex, StoredDocument, build_index, load_index
+from rag.index import SearchIndex, StoredDocument, load_index
+from tests.helpers.corpora import indexed
 
 HUXIU = "000_64977604fa216111.txt"
 AIGC = "001_bc9c23b05ece68e4.txt"
@@ -119,12 +120,8 @@ MADE_UP = {
 
 @pytest.fixture(scope="module")
 def made_up_index(tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder) -> SearchIndex:
-    corpus = tmp_path_factory.mktemp("made-up-corpus")
-    for name, text in MADE_UP.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    index_dir = tmp_path_factory.mktemp("made-up-index")
-    build_index(IndexConfig(corpus, index_dir), e5)
-    return load_index(index_dir)
+    corpus, index_dir = (tmp_path_factory.mktemp(f"made-up-{n}") for n in ("corpus", "index"))
+    return load_index(indexed(corpus, index_dir, MADE_UP, e5))
 
 
 @pytest.mark.parametrize(

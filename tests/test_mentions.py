@@ -12,8 +12,9 @@ import pytest
 from rag.answering.selector import unknown_names
 from rag.document_store import DocumentStore, StoredDocument
 from rag.embedding import E5Embedder
-from rag.index import IndexConfig, SearchIndex, build_index, load_index
+from rag.index import SearchIndex, load_index
 from rag.question import analyse
+from tests.helpers.corpora import indexed
 
 ARTICLES = {
     "earphone.txt": (
@@ -34,12 +35,8 @@ ARTICLES = {
 
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory: pytest.TempPathFactory, e5: E5Embedder) -> Path:
-    corpus = tmp_path_factory.mktemp("mentions-corpus")
-    for name, text in ARTICLES.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    index_dir = tmp_path_factory.mktemp("mentions-index")
-    build_index(IndexConfig(corpus, index_dir), e5)
-    return index_dir
+    corpus, index_dir = (tmp_path_factory.mktemp(f"mentions-{n}") for n in ("corpus", "index"))
+    return indexed(corpus, index_dir, ARTICLES, e5)
 
 
 @pytest.fixture
