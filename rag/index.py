@@ -77,6 +77,9 @@ NOMINAL_TEXTS_PER_SECOND = 15.0
 PROGRESS_LOG_SECONDS = 30.0
 
 
+MENTIONS_KEPT = 4096  # words ``SearchIndex.mentions`` remembers
+
+
 @dataclass
 class SearchIndex:
     """Everything retrieval and answering need, loaded in memory from one complete build."""
@@ -91,14 +94,24 @@ class SearchIndex:
     chunk_sentences: ChunkSentences  # per chunk row: its sentence rows, in order
     # Embedded on first use with the embedder bound by the Retriever (one cache per index).
     sentence_vectors: SentenceVectors = dataclasses.field(init=False)
+    # Words already settled by ``mentions``: a question of several parts asks again for each
+    # part's names, and a build never changes.
+    _mentioned: dict[str, bool] = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sentence_vectors = SentenceVectors(self.sentence_text, self.manifest.dim)
+        self._mentioned = {}
 
     def mentions(self, word: str) -> bool:
         """Whether an article's passages, title or metadata hold ``word`` (case aside), found
         from the lexical index without reading every article (rag/mentions.py)."""
-        return mentioned(word, self.lexical, self.documents, self.chunks.rows[:, 0])
+        found = self._mentioned.get(word)
+        if found is None:
+            if len(self._mentioned) >= MENTIONS_KEPT:
+                self._mentioned.clear()
+            found = mentioned(word, self.lexical, self.documents, self.chunks.rows[:, 0])
+            self._mentioned[word] = found
+        return found
 
     def sentence_text(self, row: int) -> str:
         s = self.sentences[row]

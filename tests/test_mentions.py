@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import rag.index
 from rag.answering.selector import unknown_names
 from rag.document_store import DocumentStore, StoredDocument
 from rag.embedding import E5Embedder
@@ -106,3 +108,21 @@ def test_no_corpus_wide_text_is_kept_on_the_index(index: SearchIndex) -> None:
     """The lower-cased copy of every article that ``unknown_names`` once built is gone."""
     index.mentions("刘德华")
     assert not any(isinstance(v, str) and len(v) > 1000 for v in vars(index).values())
+
+
+def test_a_word_is_settled_once_per_index(
+    index: SearchIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A question of several parts asks again for each part's names: each word is searched
+    for once per index."""
+    searched: list[str] = []
+    search = rag.index.mentioned
+
+    def counting(word: str, *args: Any) -> bool:
+        searched.append(word)
+        return search(word, *args)
+
+    monkeypatch.setattr(rag.index, "mentioned", counting)
+    for _ in range(2):
+        assert index.mentions("刘子豪") and not index.mentions("刘德华")
+    assert searched == ["刘子豪", "刘德华"]
