@@ -38,20 +38,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from rag.answering.qa_sets import load_sets, split
+from rag.sentences import split_sentences
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 20261129
-_END = re.compile(r"[。！？!?]")
-
-
-def _sentences(text: str) -> list[tuple[int, int]]:
-    out, begin = [], 0
-    for m in _END.finditer(text):
-        out.append((begin, m.end()))
-        begin = m.end()
-    if begin < len(text):
-        out.append((begin, len(text)))
-    return [(s, e) for s, e in out if text[s:e].strip()]
 
 
 class _Unit:
@@ -88,7 +78,7 @@ def probe_use(questions: int) -> dict[str, Any]:
     rows = []
     for item in items[:questions]:
         para = val.paragraphs[item.paragraph]
-        own = _sentences(para.text)
+        own = split_sentences(para.text)
         at = item.answers[0][1]
         gold = next((k for k, (s, e) in enumerate(own) if s <= at < e), None)
         if gold is None:
@@ -97,7 +87,7 @@ def probe_use(questions: int) -> dict[str, Any]:
             val.paragraphs[q].text[s:e]
             for q in by_article[(para.source, para.article)]
             if q != item.paragraph
-            for s, e in _sentences(val.paragraphs[q].text)
+            for s, e in split_sentences(val.paragraphs[q].text)
         ]
         texts = [para.text[s:e] for s, e in own] + others
         dense = e5_passage(texts) @ e5_query([item.question])[0]
