@@ -482,13 +482,27 @@ def train(
     return Trained(path, card, model, tokenizer)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _minutes(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for cross.safetensors")
-    parser.add_argument("--layers", type=int, default=6, help="e5 layers to keep (1-12)")
-    parser.add_argument("--minutes", type=float, default=None, help="time guard for training")
-    parser.add_argument("--limit-questions", type=int, default=None, help="train on fewer")
-    parser.add_argument("--validation-questions", type=int, default=VALIDATION_QUESTIONS)
+    parser.add_argument("--layers", type=_positive, default=6, help="e5 layers to keep (1-12)")
+    parser.add_argument("--minutes", type=_minutes, default=None, help="time guard for training")
+    parser.add_argument("--limit-questions", type=_positive, default=None, help="train on fewer")
+    parser.add_argument("--validation-questions", type=_positive, default=VALIDATION_QUESTIONS)
     parser.add_argument("--data", type=Path, default=None, help="folder of the shared QA sets")
     args = parser.parse_args(argv)
     configure_logging("INFO")
