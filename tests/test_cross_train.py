@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rag.answering.cross import e5file
-from rag.answering.cross.encoder import WEIGHTS, CrossEncoder
+from rag.answering.cross.encoder import MODELS_DIR, WEIGHTS, CrossEncoder
 from rag.answering.qa_sets import load_sets, split
 from rag.sentences import split_sentences
 
@@ -123,3 +123,14 @@ def test_without_torch_the_cli_names_what_to_install(tmp_path: Path) -> None:
     assert "pip install torch==2.13.0 transformers" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / WEIGHTS).exists()
+
+
+def test_the_shipped_file_reproduces_its_card_and_beats_e5() -> None:
+    path = MODELS_DIR / WEIGHTS
+    encoder = CrossEncoder(path, e5file.load())
+    validation = encoder.meta["validation"]
+    assert validation["questions"] >= 250
+    assert validation["own_paragraph_top1"] > validation["e5_own_paragraph_top1"]
+    for example in validation["examples"]:
+        logit = encoder.score(example["question"], [example["sentence"]])[0]
+        assert logit == pytest.approx(example["logit"], abs=1e-3)
