@@ -454,8 +454,14 @@ def assess(
     scored: Sequence[ScoredSentence],
     hits: Sequence[Hit],
     models: Models | None = None,
+    *,
+    second_look: bool = True,
 ) -> Assessment:
-    """Rank the evidence and decide among the three outcomes."""
+    """Rank the evidence and decide among the three outcomes.
+
+    ``second_look`` False keeps the cross-encoder out: a part of a question of several parts
+    is judged on its own words but was never what the encoder's settings were chosen on.
+    """
     models = models or load_models()
     if not has_words(info.text):
         return Assessment([], 0.0, [], "the question has no words", "none")
@@ -514,10 +520,12 @@ def assess(
         checked = models.reranker is not None and rerank.applies(info)
         if reordered and span and not _DEFINITION.match(info.text) and not checked:
             ranked = span_second(info, index, ranked, span)
-        # Close calls get the cross-encoder's second look; an order set by a rule (a kind,
-        # year or subject the question needs, a definition) stands. It was trained on Chinese.
-        if models.cross is not None and reordered and not _DEFINITION.match(info.text):
-            ranked = models.cross.reorder(info.text, ranked, _sentence_text)
+        # Close calls get the cross-encoder's second look where it was trained and tuned: a
+        # one-part Chinese question asking for a few words, not a reason. An order set by a
+        # rule (a kind, year or subject the question needs, a definition) stands.
+        look = models.cross if second_look and rerank.applies(info) else None
+        if look is not None and reordered and not _DEFINITION.match(info.text):
+            ranked = look.reorder(info.text, ranked, _sentence_text)
         return Assessment(ranked, probability, unknown, None, "answered")
     reason = f"answerability {probability:.2f} < {threshold:.2f}"
     return Assessment(ranked, probability, unknown, reason, "related")
