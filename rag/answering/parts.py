@@ -43,7 +43,8 @@ def judge(
         return Judged(whole, [])
     texts = sub_questions(info.text)
     parts = [
-        assess(index, analyse(text), part, pool) for text, part in zip(texts, per_part, strict=True)
+        assess(index, analyse(text), part, pool, second_look=False)
+        for text, part in zip(texts, per_part, strict=True)
     ]
     answered = [p for p in parts if p.outcome == "answered"]
     if whole.outcome == "answered" or not answered:

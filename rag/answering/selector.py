@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jieba.posseg
 import numpy as np
 
 from rag.answering import rerank
+from rag.answering.cross.check import load_check
 from rag.answering.features import (
     ANSWERABILITY_FEATURES,
     EVIDENCE_FEATURES,
@@ -327,6 +328,8 @@ class Models:
         self.reranker = (
             lightgbm.Booster(model_file=str(directory / RERANK_MODEL)) if self.rerank_top else None
         )
+        # The cross-encoder's second look at close calls (cross/check.py); None without one.
+        self.cross: SecondLook | None = load_check(directory)
 
     def threshold(self, info: QuestionInfo) -> float:
         """The answerability threshold for the kind of answer ``info`` asks for."""
@@ -372,6 +375,22 @@ class Models:
     def relevant(self, row: Sequence[float]) -> float:
         """Probability that the question is about something the articles cover at all."""
         return float(np.asarray(self.relevance.predict(np.array([row], dtype=np.float64)))[0])
+
+
+class SecondLook(Protocol):
+    """Reorders the first few of an answered question's candidates (``CrossCheck``; the
+    tuning script passes a recorder)."""
+
+    def reorder(
+        self,
+        question: str,
+        ranked: list[tuple[Candidate, float]],
+        text: Callable[[Candidate], str],
+    ) -> list[tuple[Candidate, float]]: ...
+
+
+def _sentence_text(c: Candidate) -> str:
+    return c.sentence.text
 
 
 @lru_cache(maxsize=1)
@@ -435,8 +454,14 @@ def assess(
     scored: Sequence[ScoredSentence],
     hits: Sequence[Hit],
     models: Models | None = None,
+    *,
+    second_look: bool = True,
 ) -> Assessment:
-    """Rank the evidence and decide among the three outcomes."""
+    """Rank the evidence and decide among the three outcomes.
+
+    ``second_look`` False keeps the cross-encoder out: a part of a question of several parts
+    is judged on its own words but was never what the encoder's settings were chosen on.
+    """
     models = models or load_models()
     if not has_words(info.text):
         return Assessment([], 0.0, [], "the question has no words", "none")
@@ -495,6 +520,12 @@ def assess(
         checked = models.reranker is not None and rerank.applies(info)
         if reordered and span and not _DEFINITION.match(info.text) and not checked:
             ranked = span_second(info, index, ranked, span)
+        # Close calls get the cross-encoder's second look where it was trained and tuned: a
+        # one-part Chinese question asking for a few words, not a reason. An order set by a
+        # rule (a kind, year or subject the question needs, a definition) stands.
+        look = models.cross if second_look and rerank.applies(info) else None
+        if look is not None and reordered and not _DEFINITION.match(info.text):
+            ranked = look.reorder(info.text, ranked, _sentence_text)
         return Assessment(ranked, probability, unknown, None, "answered")
     reason = f"answerability {probability:.2f} < {threshold:.2f}"
     return Assessment(ranked, probability, unknown, reason, "related")
