@@ -13,10 +13,10 @@ import pytest
 
 from rag.answer import Answerer
 from rag.answering.cross import e5file
-from rag.answering.cross.check import CrossCheck, close_call, load_check, pick
+from rag.answering.cross.check import CrossCheck, Verdict, close_call, load_check, pick
 from rag.answering.cross.encoder import CrossEncoder, load_encoder
 from rag.answering.cross.tokenizer import PairTokenizer
-from rag.answering.cross.tune import Look
+from rag.answering.cross.tune import Bundled, Look, choose_cut
 from rag.answering.cross.tune import main as tune_main
 from rag.answering.features import Candidate
 from rag.answering.selector import load_models
@@ -112,21 +112,50 @@ def test_pick_weighs_both_scores() -> None:
 
 
 def test_second_look_moves_the_answer_first_only_on_a_close_call(encoder: CrossEncoder) -> None:
-    look = CrossCheck(encoder, top=3, weight=1.0, margin=0.5)
+    look = CrossCheck(encoder, top=3, weight=1.0, margin=0.5, gate=0.0, cut=-np.inf)
     close = [(NEIGHBOUR, 1.0), (ANSWER, 0.9), ("今天天气很好。", 0.1)]
-    assert [t for t, _ in look.reorder(QUESTION, close, str)] == [
-        ANSWER,
-        NEIGHBOUR,
-        "今天天气很好。",
-    ]
+    verdict = look.look(QUESTION, close, str, probability=0.9)
+    assert [t for t, _ in verdict.ranked] == [ANSWER, NEIGHBOUR, "今天天气很好。"]
+    assert verdict.answers
     clear = [(NEIGHBOUR, 3.0), (ANSWER, 0.9)]
-    assert look.reorder(QUESTION, clear, str) == clear
+    assert look.look(QUESTION, clear, str, probability=0.9).ranked == clear
+
+
+def test_shipped_cut_refuses_a_doubtful_answer_that_does_not_answer() -> None:
+    """Below the gate the first sentence is read; one that does not answer is refused, one
+    that answers is kept; above the gate (or with no doubt) nothing is read."""
+    look = load_check()
+    assert look is not None and look.gate > 0
+    doubtful = look.gate / 2
+    off = [("阿里云总部位于杭州，员工众多。", 2.0), ("今天天气很好。", 0.0)]
+    assert not look.look(QUESTION, off, str, probability=doubtful).answers
+    assert look.look(QUESTION, off, str, probability=min(1.0, look.gate + 0.01)).answers
+    right = [(ANSWER, 2.0), ("今天天气很好。", 0.0)]
+    assert look.look(QUESTION, right, str, probability=doubtful).answers
 
 
 def test_shipped_settings_load_with_the_encoder() -> None:
     look = load_check()
     assert look is not None
     assert 2 <= look.top <= 5 and look.weight > 0 and look.margin > 0
+    assert 0 <= look.gate <= 1.01 and -10 < look.cut < 10
+
+
+def test_cut_keeps_each_bundled_set_within_its_false_abstention_limit() -> None:
+    """The QA budget alone would refuse below 0; a bundled set with no room left pulls the
+    cut under its lowest read value."""
+    qa = [_look(f"a{i}", [1, 0], [1.0, 0.0], [float(i) - 5, 0.0]) for i in range(200)]
+    qa += [Look("问题?", "r", False, ["句"], [1.0], [0], np.array([-4.0]))]
+    for x in qa:
+        x.confidence = 0.0
+    setting = (2, 1.0, 0.5)
+    alone = choose_cut(qa, setting)
+    assert alone[1] == -3.0  # 1% of 200 kept: two refused (-5, -4)
+    full = Bundled("dev", answerable=20, abstained=1, looks=[_look("d", [1], [1.0], [-4.5])])
+    for x in full.looks:
+        x.confidence = 0.0
+    _, cut = choose_cut(qa, setting, [full])
+    assert cut <= -4.5  # one of 20 may abstain and one already does
 
 
 class Watched:
@@ -136,14 +165,15 @@ class Watched:
         self.real = real
         self.asked: list[str] = []
 
-    def reorder(
+    def look(
         self,
         question: str,
         ranked: list[tuple[Candidate, float]],
         text: Callable[[Candidate], str],
-    ) -> list[tuple[Candidate, float]]:
+        probability: float,
+    ) -> Verdict[Candidate]:
         self.asked.append(question)
-        return self.real.reorder(question, ranked, text)
+        return self.real.look(question, ranked, text, probability)
 
 
 @pytest.fixture
@@ -199,7 +229,7 @@ def test_tuning_picks_the_cheapest_setting_that_keeps_the_best_accuracy(tmp_path
         looks.append(_look(f"b{i}", [1, 0, 0, 0, 0], [4.0, 1.0, 0.5, 0.4, 0.3], [0, 5, 0, 0, 0]))
     path = tmp_path / "looks.json"
     rows = [{**x.__dict__, "logits": np.asarray(x.logits).tolist()} for x in looks]
-    path.write_text(json.dumps(rows), encoding="utf-8")
+    path.write_text(json.dumps({"validation": rows, "bundled": []}), encoding="utf-8")
     out = tmp_path / "cross.json"
     assert tune_main(["--looks", str(path), "--out", str(out)]) == 0
     report = json.loads(out.read_text(encoding="utf-8"))

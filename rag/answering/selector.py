@@ -21,7 +21,7 @@ import jieba.posseg
 import numpy as np
 
 from rag.answering import rerank
-from rag.answering.cross.check import load_check
+from rag.answering.cross.check import Verdict, load_check
 from rag.answering.features import (
     ANSWERABILITY_FEATURES,
     EVIDENCE_FEATURES,
@@ -381,12 +381,13 @@ class SecondLook(Protocol):
     """Reorders the first few of an answered question's candidates (``CrossCheck``; the
     tuning script passes a recorder)."""
 
-    def reorder(
+    def look(
         self,
         question: str,
         ranked: list[tuple[Candidate, float]],
         text: Callable[[Candidate], str],
-    ) -> list[tuple[Candidate, float]]: ...
+        probability: float,
+    ) -> Verdict[Candidate]: ...
 
 
 def _sentence_text(c: Candidate) -> str:
@@ -525,7 +526,11 @@ def assess(
         # rule (a kind, year or subject the question needs, a definition) stands.
         look = models.cross if second_look and rerank.applies(info) else None
         if look is not None and reordered and not _DEFINITION.match(info.text):
-            ranked = look.reorder(info.text, ranked, _sentence_text)
+            verdict = look.look(info.text, ranked, _sentence_text, probability)
+            ranked = verdict.ranked
+            if not verdict.answers:
+                reason = "no sentence read with the question answers it"
+                return Assessment(ranked, probability, unknown, reason, "related")
         return Assessment(ranked, probability, unknown, None, "answered")
     reason = f"answerability {probability:.2f} < {threshold:.2f}"
     return Assessment(ranked, probability, unknown, reason, "related")

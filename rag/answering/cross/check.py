@@ -1,11 +1,15 @@
-"""The second look: the cross-encoder re-reads the ranker's closest calls.
+"""The second look: the cross-encoder re-reads the ranker's close calls and doubtful answers.
 
-Reading a pair costs ~9 ms, so only questions whose first two candidates are within
-``margin`` of each other in ranker score are re-read, and then only the first ``top``: their
-ranker scores and cross-encoder logits, each standardised within the question, are added
-(the logits times ``weight``) and the best goes first. The three numbers are chosen on one half
-of the validation split by ``tune.py`` and kept in ``models/cross.json`` with the figures on the
-other half.
+Reading a pair costs ~9 ms, so it reads little:
+
+- a *close call*, where the ranker's first two candidates lie within ``margin`` of each other:
+  the first ``top`` are read, their ranker scores and logits (each standardised within the
+  question, the logits times ``weight``) are added, and the best goes first;
+- an answer the judge passed with probability below ``gate``: its first sentence is read.
+
+When nothing read scores above ``cut``, no sentence read looks like an answer and the question
+is "related but not answered". The numbers are chosen on the validation split by ``tune.py``
+and kept, with the figures they gave, in ``models/cross.json``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -39,26 +43,50 @@ def pick(scores: np.ndarray, logits: np.ndarray, weight: float) -> int:
     return int(np.argmax(_standard(scores) + weight * _standard(logits)))
 
 
+def read_count(close: bool, probability: float, top: int, gate: float) -> int:
+    """How many of the first candidates are read: ``top`` on a close call, one when the
+    judge's probability is below ``gate``, else none."""
+    if close:
+        return top
+    return 1 if probability < gate else 0
+
+
+@dataclass(frozen=True)
+class Verdict(Generic[T]):
+    """What the second look made of an answered question."""
+
+    ranked: list[tuple[T, float]]
+    answers: bool  # False: no sentence read scored above the cut
+
+
 @dataclass(frozen=True)
 class CrossCheck:
     encoder: CrossEncoder
     top: int
     weight: float
     margin: float
+    gate: float
+    cut: float
 
-    def reorder(
-        self, question: str, ranked: list[tuple[T, float]], text: Callable[[T], str]
-    ) -> list[tuple[T, float]]:
-        """``ranked`` with the cross-encoder's pick among the first ``top`` moved first (the
-        rest keep their order); unchanged unless the first two are a close call."""
-        if not close_call(ranked, self.margin):
-            return ranked
-        head = ranked[: self.top]
+    def look(
+        self,
+        question: str,
+        ranked: list[tuple[T, float]],
+        text: Callable[[T], str],
+        probability: float,
+    ) -> Verdict[T]:
+        """``ranked`` with the cross-encoder's pick among the first few moved first (the rest
+        keep their order), and whether any sentence it read looks like an answer."""
+        close = close_call(ranked, self.margin)
+        head = ranked[: read_count(close, probability, self.top, self.gate)]
+        if not head:
+            return Verdict(ranked, True)
         logits = self.encoder.score(question, [text(c) for c, _ in head])
-        best = pick(np.array([s for _, s in head]), logits, self.weight)
+        answers = bool(logits.max() >= self.cut)
+        best = pick(np.array([s for _, s in head]), logits, self.weight) if close else 0
         if best == 0:
-            return ranked
-        return [ranked[best], *ranked[:best], *ranked[best + 1 :]]
+            return Verdict(ranked, answers)
+        return Verdict([ranked[best], *ranked[:best], *ranked[best + 1 :]], answers)
 
 
 @lru_cache(maxsize=1)
@@ -68,5 +96,12 @@ def load_check(directory: Path = MODELS_DIR) -> CrossCheck | None:
     encoder = load_encoder(directory)
     if encoder is None or not settings.exists():
         return None
-    chosen = json.loads(settings.read_text(encoding="utf-8"))["chosen"]
-    return CrossCheck(encoder, int(chosen["top"]), float(chosen["weight"]), float(chosen["margin"]))
+    c = json.loads(settings.read_text(encoding="utf-8"))["chosen"]
+    return CrossCheck(
+        encoder,
+        int(c["top"]),
+        float(c["weight"]),
+        float(c["margin"]),
+        float(c.get("gate", 0.0)),
+        float(c.get("cut", -np.inf)),
+    )

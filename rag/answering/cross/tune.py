@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rag.answer import Answerer
-from rag.answering.cross.check import SETTINGS, close_call, pick
+from rag.answering.cross.check import SETTINGS, Verdict, close_call, pick, read_count
 from rag.answering.cross.encoder import MODELS_DIR, load_encoder
 from rag.answering.features import Candidate
 from rag.answering.qa_sets import SPLIT_SEED, lay_out, load_sets, split
@@ -39,6 +40,8 @@ TOPS = (2, 3, 4, 5)
 WEIGHTS = (0.5, 1.0, 2.0)
 MARGINS = (0.25, 0.5, 1.0, 1.5, 2.0, 1e9)  # 1e9: every question
 SLACK = 0.002  # accuracy given up for a cheaper setting
+GATES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.01)  # 0: close calls only; 1.01: every answer
+BUDGET = 0.01  # share of answered kept questions the cut may turn into "not answered"
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Look:
     scores: list[float]
     labels: list[int]
     logits: np.ndarray | None = None
+    confidence: float = 1.0  # the judge's probability that the first candidate answers
 
 
 class Recorder:
@@ -60,14 +64,15 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[list[tuple[Candidate, float]]] = []
 
-    def reorder(
+    def look(
         self,
         question: str,
         ranked: list[tuple[Candidate, float]],
         text: Callable[[Candidate], str],
-    ) -> list[tuple[Candidate, float]]:
+        probability: float,
+    ) -> Verdict[Candidate]:
         self.calls.append(ranked[: max(TOPS)])
-        return ranked
+        return Verdict(ranked, True)
 
 
 def record(work: Path, limit: int | None) -> list[Look]:
@@ -83,7 +88,7 @@ def record(work: Path, limit: int | None) -> list[Look]:
     started = time.perf_counter()
     for n, item in enumerate(items, 1):
         recorder.calls = []
-        answerer.answer(item.question, mode="extractive")
+        answer = answerer.answer(item.question, mode="extractive")
         if len(recorder.calls) == 1:  # a question answered part by part is left out
             cands = recorder.calls[0]
             kept = corpus.answerable(item)
@@ -97,12 +102,62 @@ def record(work: Path, limit: int | None) -> list[Look]:
                     [c.sentence.text for c, _ in cands],
                     [s for _, s in cands],
                     [int(kept and _holds(c, gold)) for c, _ in cands],
+                    confidence=float(answer.confidence or 0.0),
                 )
             )
         if n % 200 == 0 or n == len(items):
             rate = n / (time.perf_counter() - started)
             print(f"  answered {n}/{len(items)} ({rate:.1f} questions/s)", file=sys.stderr)
     return looks
+
+
+REPO = Path(__file__).resolve().parents[3]
+BUNDLED_SETS = (REPO.parent / "shared" / "eval" / "dev.jsonl", REPO / "bench" / "heldout.jsonl")
+BUNDLED_LIMIT = 0.05  # false abstention each bundled set must stay within
+
+
+@dataclass
+class Bundled:
+    """One bundled question set: its answerable questions, how many are already not answered,
+    and the looks of those answered (the cut must not push it past ``BUNDLED_LIMIT``)."""
+
+    name: str
+    answerable: int
+    abstained: int
+    looks: list[Look]
+
+
+def record_bundled(work: Path, paths: Sequence[Path]) -> list[Bundled]:
+    """The answerable questions of the bundled sets, answered over the bundled articles."""
+    settings = Settings(index_dir=work / "bundled-index")
+    answerer = Answerer(load_engine(settings))
+    recorder = Recorder()
+    load_models().cross = recorder
+    out = []
+    for path in paths:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        rows = [r for r in rows if r.get("answerable", True)]
+        abstained = 0
+        looks: list[Look] = []
+        for row in rows:
+            recorder.calls = []
+            answer = answerer.answer(row["question"], mode="extractive")
+            abstained += not answer.answerable
+            if len(recorder.calls) == 1:
+                cands = recorder.calls[0]
+                looks.append(
+                    Look(
+                        row["question"],
+                        path.stem,
+                        True,
+                        [c.sentence.text for c, _ in cands],
+                        [s for _, s in cands],
+                        [0] * len(cands),
+                        confidence=float(answer.confidence or 0.0),
+                    )
+                )
+        out.append(Bundled(path.stem, len(rows), abstained, looks))
+    return out
 
 
 def read_all(looks: Sequence[Look]) -> None:
@@ -153,11 +208,71 @@ def choose(looks: Sequence[Look]) -> tuple[dict[str, float], list[dict[str, Any]
     return chosen, grid
 
 
+def best_read(look: Look, setting: tuple[int, float, float], gate: float) -> float | None:
+    """The highest logit among the sentences the look reads (None when it reads none)."""
+    top, _, margin = setting
+    close = close_call(list(zip(look.texts, look.scores, strict=True)), margin)
+    n = read_count(close, look.confidence, top, gate)
+    return float(np.max(np.asarray(look.logits)[:n])) if n else None
+
+
+def refusals(
+    looks: Sequence[Look], setting: tuple[int, float, float], gate: float, cut: float
+) -> dict[str, float]:
+    """Shares of kept and of removed questions the cut turns into "not answered"."""
+    out: dict[str, float] = {}
+    for name, group in (
+        ("kept", [x for x in looks if x.kept]),
+        ("removed", [x for x in looks if not x.kept]),
+    ):
+        values = [best_read(x, setting, gate) for x in group]
+        refused = sum(v is not None and v < cut for v in values)
+        out[f"{name}_questions"] = len(group)
+        out[f"{name}_refused"] = round(refused / max(1, len(group)), 4)
+    out["read_share"] = round(
+        sum(best_read(x, setting, gate) is not None for x in looks) / max(1, len(looks)), 4
+    )
+    return out
+
+
+def _highest_cut(values: Sequence[float], allowed: int) -> float:
+    """The highest cut that refuses at most ``allowed`` of ``values`` (refused: below it)."""
+    ordered = sorted(values)
+    if allowed < 0:
+        return -math.inf
+    return ordered[allowed] if allowed < len(ordered) else math.inf
+
+
+def choose_cut(
+    looks: Sequence[Look], setting: tuple[int, float, float], bundled: Sequence[Bundled] = ()
+) -> tuple[float, float]:
+    """(gate, cut): for each gate the highest cut that refuses at most ``BUDGET`` of the kept
+    questions and keeps each bundled set's false abstention within ``BUNDLED_LIMIT``, then the
+    gate that refuses most removed ones (the cheaper on a tie)."""
+    kept = [x for x in looks if x.kept]
+    allowed = int(BUDGET * len(kept))
+    best: tuple[float, float, float, float] | None = None
+    for gate in GATES:
+        values = [v for x in kept if (v := best_read(x, setting, gate)) is not None]
+        if not values:
+            continue
+        cut = _highest_cut(values, allowed)
+        for b in bundled:
+            read = [v for x in b.looks if (v := best_read(x, setting, gate)) is not None]
+            room = int(BUNDLED_LIMIT * b.answerable) - b.abstained
+            cut = min(cut, _highest_cut(read, room))
+        r = refusals(looks, setting, gate, cut)
+        key = (r["removed_refused"], -r["read_share"])
+        if best is None or key > best[2:]:
+            best = (gate, cut, *key)
+    return (best[0], best[1]) if best else (0.0, -math.inf)
+
+
 def _setting(row: dict[str, Any]) -> tuple[int, float, float]:
     return int(row["top"]), float(row["weight"]), float(row["margin"])
 
 
-def cross_fit(looks: Sequence[Look]) -> dict[str, Any]:
+def cross_fit(looks: Sequence[Look], bundled: Sequence[Bundled] = ()) -> dict[str, Any]:
     """Each half of the articles (fixed seed) chooses a setting that the other half judges, so
     the held-out figure measures the procedure, not one lucky half."""
     articles = sorted({x.article for x in looks})
@@ -170,7 +285,14 @@ def cross_fit(looks: Sequence[Look]) -> dict[str, Any]:
     for tune, other in ((a, b), (b, a)):
         setting = _setting(choose(tune)[0])
         held = evaluate(other, *setting)
-        halves.append({"chosen": setting, "tuned_on": evaluate(tune, *setting), "held_out": held})
+        gate, cut = choose_cut(tune, setting, bundled)
+        halves.append(
+            {
+                "chosen": [*setting, gate, round(cut, 4)],
+                "tuned_on": {**evaluate(tune, *setting), **refusals(tune, setting, gate, cut)},
+                "held_out": {**held, **refusals(other, setting, gate, cut)},
+            }
+        )
         before += held["before"] * held["questions"]
         after += held["after"] * held["questions"]
     n = max(1, len([x for x in looks if x.kept]))
@@ -182,17 +304,33 @@ def cross_fit(looks: Sequence[Look]) -> dict[str, Any]:
     }
 
 
-def _looks(args: argparse.Namespace) -> list[Look]:
+def _rows(looks: Sequence[Look]) -> list[dict[str, Any]]:
+    return [{**x.__dict__, "logits": np.asarray(x.logits).tolist()} for x in looks]
+
+
+def _from_rows(rows: Sequence[dict[str, Any]]) -> list[Look]:
+    return [Look(**{**x, "logits": np.array(x["logits"])}) for x in rows]
+
+
+def _looks(args: argparse.Namespace) -> tuple[list[Look], list[Bundled]]:
     """Recorded and read afresh, or reused from ``--looks`` (the grid search alone is quick)."""
     if args.looks and args.looks.exists():
-        rows = json.loads(args.looks.read_text(encoding="utf-8"))
-        return [Look(**{**x, "logits": np.array(x["logits"])}) for x in rows]
+        saved = json.loads(args.looks.read_text(encoding="utf-8"))
+        bundled = [
+            Bundled(b["name"], b["answerable"], b["abstained"], _from_rows(b["looks"]))
+            for b in saved["bundled"]
+        ]
+        return _from_rows(saved["validation"]), bundled
     looks = record(args.work, args.limit)
-    read_all(looks)
+    bundled = record_bundled(args.work, args.bundled)
+    read_all([*looks, *(x for b in bundled for x in b.looks)])
     if args.looks:
-        rows = [{**x.__dict__, "logits": np.asarray(x.logits).tolist()} for x in looks]
-        args.looks.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    return looks
+        saved = {
+            "validation": _rows(looks),
+            "bundled": [{**b.__dict__, "looks": _rows(b.looks)} for b in bundled],
+        }
+        args.looks.write_text(json.dumps(saved, ensure_ascii=False), encoding="utf-8")
+    return looks, bundled
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,17 +339,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N validation questions")
     parser.add_argument("--out", type=Path, default=MODELS_DIR / SETTINGS)
     parser.add_argument("--looks", type=Path, help="keep the recorded looks here; reuse if present")
+    parser.add_argument(
+        "--bundled", type=Path, nargs="*", default=list(BUNDLED_SETS), help="bundled question sets"
+    )
     args = parser.parse_args(argv)
-    looks = _looks(args)
+    looks, bundled = _looks(args)
     chosen, grid = choose(looks)
     setting = _setting(chosen)
-    fitted = cross_fit(looks)
+    gate, cut = choose_cut(looks, setting, bundled)
+    fitted = cross_fit(looks, bundled)
     report = {
-        "chosen": {"top": setting[0], "weight": setting[1], "margin": setting[2]},
+        "chosen": {
+            "top": setting[0],
+            "weight": setting[1],
+            "margin": setting[2],
+            "gate": gate,
+            "cut": round(cut, 4),
+        },
+        "budget": BUDGET,
         "slack": SLACK,
         "seed": SPLIT_SEED,
         "cross_fitted": fitted,
-        "all": evaluate(looks, *setting),
+        "all": {**evaluate(looks, *setting), **refusals(looks, setting, gate, cut)},
+        "bundled": {
+            b.name: {
+                "answerable": b.answerable,
+                "abstained_before": b.abstained,
+                "refused": sum(
+                    v is not None and v < cut
+                    for v in (best_read(x, setting, gate) for x in b.looks)
+                ),
+            }
+            for b in bundled
+        },
         "grid_on_all": grid,
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -222,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("chosen", h["chosen"], "on one half:", h["tuned_on"], "other half:", h["held_out"])
     print("cross-fitted", {k: v for k, v in fitted.items() if k != "halves"})
     print("all", report["all"])
+    print("bundled", report["bundled"])
     print("chosen", report["chosen"], "->", args.out)
     return 0
 
