@@ -1,13 +1,18 @@
-"""Choose the second look's three numbers (top, weight, margin) on half of the validation split.
+"""Choose the second look's numbers on the validation split: where and how it reorders (top,
+weight, margin) and when it declines (gate, cut).
 
-Usage: python -m rag.answering.cross.tune [--work /work/cache/qa] [--limit N]
+Usage: python -m rag.answering.cross.tune [--work /work/cache/qa] [--limit N] [--looks FILE]
 
 Every validation question goes through the real extractive answer with the second look
-replaced by a recorder, which keeps the candidates the look would have seen. Each recorded
-question is labelled by whether its first candidate holds a gold answer (kept paragraphs only);
-the validation articles are halved with a fixed seed, the grid is searched on one half, and the
-chosen setting is reported on the other. The cheapest setting within ``SLACK`` of the best
-accuracy wins: each pair read costs ~9 ms. Writes ``models/cross.json``.
+replaced by a recorder, which keeps the candidates the look would have seen and the judge's
+probability; the bundled dev and held-out questions are recorded the same way over the bundled
+articles. Each QA look is labelled by whether its first candidate holds a gold answer (kept
+paragraphs only). The reorder setting is the cheapest within ``SLACK`` of the best top-1 (each
+pair read costs ~9 ms); the veto's cut is the highest that declines at most ``BUDGET`` of the
+answered kept questions and keeps each bundled set within ``BUNDLED_LIMIT`` false abstention,
+at the gate that then declines most paragraph-removed questions. Cross-fitting over the two
+halves of the validation articles (fixed seed) reports each half's choice on the other half.
+Writes ``models/cross.json``; ``--looks`` keeps the recorded looks for a quick re-run.
 """
 
 from __future__ import annotations
