@@ -24,7 +24,8 @@ from rag.embedding import E5Embedder
 from rag.engine import Engine
 from rag.index import SearchIndex
 from rag.retrieval import Retriever
-from rag.settings import Settings
+from rag.sentences import split_sentences
+from rag.settings import BUNDLED_CORPUS, Settings
 
 TEXTS = [
     "阿里云在2022年的中国云市场份额是多少?",
@@ -77,6 +78,26 @@ def test_tokenizer_splits_as_the_engine_does() -> None:
     for text in TEXTS:
         ours = len(tok.content(["passage: " + text])[0]) + 2
         assert ours == engine.token_count(text), text
+
+
+def test_tokenizer_gives_the_ids_of_the_tokenizers_librarys_unigram() -> None:
+    """Our best path over a dict against the `tokenizers` library's Unigram built from the same
+    tables, on every sentence of the bundled articles and on awkward input."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    v = e5file.load().vocabulary
+    ours = PairTokenizer(v)
+    theirs = Tokenizer(models.Unigram(list(zip(v.pieces, v.scores.tolist(), strict=True)), v.unk))
+    theirs.pre_tokenizer = pre_tokenizers.Metaspace(
+        replacement="\u2581", prepend_scheme="always", split=True
+    )
+    texts = [*TEXTS, "", " ", " lead", "trail ", "<s> x </s>", "\t制表\n换行", "🙂🙃x", "𠀀𪚥ゞ"]
+    for path in sorted(BUNDLED_CORPUS.glob("*.txt")):
+        text = path.read_text(encoding="utf-8")
+        texts += [text[s:e] for s, e in split_sentences(text)]
+    assert len(texts) > 100
+    expected = theirs.encode_batch([ours.normalise(t) for t in texts], add_special_tokens=False)
+    assert ours.content(texts) == [e.ids for e in expected]
 
 
 def test_pair_layout_and_length_limit() -> None:
