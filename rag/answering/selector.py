@@ -328,7 +328,8 @@ class Models:
         self.reranker = (
             lightgbm.Booster(model_file=str(directory / RERANK_MODEL)) if self.rerank_top else None
         )
-        # The cross-encoder's second look at close calls (cross/check.py); None without one.
+        # The cross-encoder's second look at close calls and doubtful answers (cross/check.py);
+        # None without one.
         self.cross: SecondLook | None = load_check(directory)
 
     def threshold(self, info: QuestionInfo) -> float:
@@ -378,8 +379,8 @@ class Models:
 
 
 class SecondLook(Protocol):
-    """Reorders the first few of an answered question's candidates (``CrossCheck``; the
-    tuning script passes a recorder)."""
+    """Reorders the first few of an answered question's candidates and may find that none
+    answers (``CrossCheck``; the tuning script passes a recorder)."""
 
     def look(
         self,
@@ -521,9 +522,10 @@ def assess(
         checked = models.reranker is not None and rerank.applies(info)
         if reordered and span and not _DEFINITION.match(info.text) and not checked:
             ranked = span_second(info, index, ranked, span)
-        # Close calls get the cross-encoder's second look where it was trained and tuned: a
-        # one-part Chinese question asking for a few words, not a reason. An order set by a
-        # rule (a kind, year or subject the question needs, a definition) stands.
+        # Close calls and doubtful answers get the cross-encoder's second look where it was
+        # trained and tuned: a one-part Chinese question asking for a few words, not a reason.
+        # An order set by a rule (a kind, year or subject the question needs, a definition)
+        # stands. When nothing it reads answers, the question is related but not answered.
         look = models.cross if second_look and rerank.applies(info) else None
         if look is not None and reordered and not _DEFINITION.match(info.text):
             verdict = look.look(info.text, ranked, _sentence_text, probability)
