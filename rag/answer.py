@@ -131,7 +131,10 @@ class Answerer:
         yield answer
 
     def _judge(self, p: Prepared) -> Judged:
-        return judge(self.engine.index, p.info, p.scored, p.pool, p.per_part)
+        second_look = self.engine.settings.second_look
+        return judge(
+            self.engine.index, p.info, p.scored, p.pool, p.per_part, second_look=second_look
+        )
 
     def _extractive(
         self,

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     )
     ann_threshold: int = Field(50_000, ge=1, description="Chunk count where 'auto' picks HNSW.")
     top_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
+    second_look: bool = Field(
+        True,
+        description="Let the cross-encoder re-read close calls and doubtful answers (~126 MB "
+        "and ~40 ms on about a quarter of answered questions; loaded on first use).",
+    )
     embed_slots: int = Field(
         0,
         ge=0,

@@ -229,6 +229,17 @@ def test_second_look_is_asked_only_where_it_was_tuned(
     assert bool(watched.asked) is looks
 
 
+def test_a_deployment_can_turn_the_second_look_off(
+    bundled_index: SearchIndex, e5: E5Embedder, retriever: Retriever, watched: Watched
+) -> None:
+    settings = Settings.model_construct(second_look=False)
+    off = Answerer(Engine(settings, e5, bundled_index, retriever))
+    answer = off.answer("阿里云在2022年占中国云市场份额的多少?", mode="extractive")
+    assert answer.answerable
+    assert watched.asked == []
+    assert Settings(second_look="false").second_look is False  # RAG_SECOND_LOOK=false
+
+
 def _look(article: str, labels: list[int], scores: list[float], logits: list[float]) -> Look:
     return Look(
         "问题?",

@@ -32,13 +32,15 @@ def judge(
     scored: Sequence[ScoredSentence],
     pool: Sequence[Hit],
     per_part: Sequence[Sequence[ScoredSentence]] = (),
+    *,
+    second_look: bool = True,
 ) -> Judged:
     """``per_part`` holds each sub-question's scored sentences, in ``sub_questions`` order.
 
     The question is answered when it is as a whole or when any part is; "nothing relevant"
     for the whole question (no words, a name the articles never mention, off-topic) stands.
     """
-    whole = assess(index, info, scored, pool)
+    whole = assess(index, info, scored, pool, second_look=second_look)
     if len(per_part) < 2 or whole.outcome == "none":
         return Judged(whole, [])
     texts = sub_questions(info.text)

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -328,9 +328,13 @@ class Models:
         self.reranker = (
             lightgbm.Booster(model_file=str(directory / RERANK_MODEL)) if self.rerank_top else None
         )
-        # The cross-encoder's second look at close calls and doubtful answers (cross/check.py);
-        # None without one.
-        self.cross: SecondLook | None = load_check(directory)
+        self.directory = directory
+
+    @cached_property
+    def cross(self) -> SecondLook | None:
+        """The cross-encoder's second look at close calls and doubtful answers
+        (cross/check.py), loaded when first asked for; None without one."""
+        return load_check(self.directory)
 
     def threshold(self, info: QuestionInfo) -> float:
         """The answerability threshold for the kind of answer ``info`` asks for."""
@@ -461,8 +465,9 @@ def assess(
 ) -> Assessment:
     """Rank the evidence and decide among the three outcomes.
 
-    ``second_look`` False keeps the cross-encoder out: a part of a question of several parts
-    is judged on its own words but was never what the encoder's settings were chosen on.
+    ``second_look`` False keeps the cross-encoder out: a deployment may turn it off
+    (``RAG_SECOND_LOOK``), and a part of a question of several parts is judged on its own
+    words but was never what the encoder's settings were chosen on.
     """
     models = models or load_models()
     if not has_words(info.text):
