@@ -395,7 +395,7 @@ def validate(path: Path, items: Sequence[RankItem]) -> dict[str, Any]:
     }
 
 
-def _commit() -> str:
+def checkout_commit() -> str:
     """The checkout's commit ("+dirty" when tracked files differ from it), or "unknown"."""
     repo = Path(__file__).resolve().parents[3]
     try:
@@ -428,7 +428,7 @@ def train(
     _require_torch()
     import torch
 
-    commit = _commit()
+    commit = checkout_commit()
     torch.set_num_threads(THREADS)
     torch.manual_seed(SEED)
     rng = random.Random(SEED)

@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -34,10 +33,12 @@ import numpy as np
 from rag.answer import Answerer
 from rag.answering.cross.check import SETTINGS, Verdict, close_call, pick, read_count
 from rag.answering.cross.encoder import MODELS_DIR, load_encoder
+from rag.answering.cross.train import checkout_commit
 from rag.answering.features import Candidate
 from rag.answering.qa_sets import SPLIT_SEED, lay_out, load_sets, split
 from rag.answering.selector import load_models
 from rag.answering.train_evidence import _holds
+from rag.citations import Answer
 from rag.engine import load_engine
 from rag.settings import Settings
 
@@ -62,12 +63,35 @@ class Look:
     logits: np.ndarray | None = None
     confidence: float = 1.0  # the judge's probability that the first candidate answers
 
+    def close(self, margin: float) -> bool:
+        return close_call(list(zip(self.texts, self.scores, strict=True)), margin)
+
 
 class Recorder:
     """Stands in for ``CrossCheck``: keeps what it is shown and changes nothing."""
 
     def __init__(self) -> None:
         self.calls: list[list[tuple[Candidate, float]]] = []
+        load_models().cross = self
+
+    def answer(self, answerer: Answerer, question: str) -> tuple[Answer, Look | None]:
+        """The extractive answer and, for a question with one look (a question answered part
+        by part is left out), that look's candidates, unlabelled."""
+        self.calls = []
+        answer = answerer.answer(question, mode="extractive")
+        if len(self.calls) != 1:
+            return answer, None
+        cands = self.calls[0]
+        look = Look(
+            question,
+            "",
+            True,
+            [c.sentence.text for c, _ in cands],
+            [s for _, s in cands],
+            [0] * len(cands),
+            confidence=float(answer.confidence or 0.0),
+        )
+        return answer, look
 
     def look(
         self,
@@ -87,29 +111,18 @@ def record(work: Path, limit: int | None) -> list[Look]:
     engine = load_engine(Settings(corpus_dir=corpus.corpus_dir, index_dir=corpus.index_dir))
     answerer = Answerer(engine)
     recorder = Recorder()
-    load_models().cross = recorder
     items = [i for i in val.items if i.question.strip()][:limit]
     looks: list[Look] = []
     started = time.perf_counter()
     for n, item in enumerate(items, 1):
-        recorder.calls = []
-        answer = answerer.answer(item.question, mode="extractive")
-        if len(recorder.calls) == 1:  # a question answered part by part is left out
-            cands = recorder.calls[0]
+        _, look = recorder.answer(answerer, item.question)
+        if look is not None:
             kept = corpus.answerable(item)
             gold = corpus.gold_spans(item) if kept else []
             para = val.paragraphs[item.paragraph]
-            looks.append(
-                Look(
-                    item.question,
-                    f"{para.source}/{para.article}",
-                    kept,
-                    [c.sentence.text for c, _ in cands],
-                    [s for _, s in cands],
-                    [int(kept and _holds(c, gold)) for c, _ in cands],
-                    confidence=float(answer.confidence or 0.0),
-                )
-            )
+            look.article, look.kept = f"{para.source}/{para.article}", kept
+            look.labels = [int(kept and _holds(c, gold)) for c, _ in recorder.calls[0]]
+            looks.append(look)
         if n % 200 == 0 or n == len(items):
             rate = n / (time.perf_counter() - started)
             print(f"  answered {n}/{len(items)} ({rate:.1f} questions/s)", file=sys.stderr)
@@ -137,7 +150,6 @@ def record_bundled(work: Path, paths: Sequence[Path]) -> list[Bundled]:
     settings = Settings(index_dir=work / "bundled-index")
     answerer = Answerer(load_engine(settings))
     recorder = Recorder()
-    load_models().cross = recorder
     out = []
     for path in paths:
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
@@ -145,22 +157,11 @@ def record_bundled(work: Path, paths: Sequence[Path]) -> list[Bundled]:
         abstained = 0
         looks: list[Look] = []
         for row in rows:
-            recorder.calls = []
-            answer = answerer.answer(row["question"], mode="extractive")
+            answer, look = recorder.answer(answerer, row["question"])
             abstained += not answer.answerable
-            if len(recorder.calls) == 1:
-                cands = recorder.calls[0]
-                looks.append(
-                    Look(
-                        row["question"],
-                        path.stem,
-                        True,
-                        [c.sentence.text for c, _ in cands],
-                        [s for _, s in cands],
-                        [0] * len(cands),
-                        confidence=float(answer.confidence or 0.0),
-                    )
-                )
+            if look is not None:
+                look.article = path.stem
+                looks.append(look)
         out.append(Bundled(path.stem, len(rows), abstained, looks))
     return out
 
@@ -183,14 +184,13 @@ def evaluate(looks: Sequence[Look], top: int, weight: float, margin: float) -> d
     right = before = reread = 0
     for x in kept:
         before += x.labels[0]
-        if close_call(list(zip(x.texts, x.scores, strict=True)), margin):
+        if x.close(margin):
             assert x.logits is not None
             best = pick(np.array(x.scores[:top]), x.logits[:top], weight)
             right += x.labels[best]
         else:
             right += x.labels[0]
-    for x in looks:
-        reread += close_call(list(zip(x.texts, x.scores, strict=True)), margin)
+    reread = sum(x.close(margin) for x in looks)
     n = max(1, len(kept))
     return {
         "questions": len(kept),
@@ -216,8 +216,7 @@ def choose(looks: Sequence[Look]) -> tuple[dict[str, float], list[dict[str, Any]
 def best_read(look: Look, setting: tuple[int, float, float], gate: float) -> float | None:
     """The highest logit among the sentences the look reads (None when it reads none)."""
     top, _, margin = setting
-    close = close_call(list(zip(look.texts, look.scores, strict=True)), margin)
-    n = read_count(close, look.confidence, top, gate)
+    n = read_count(look.close(margin), look.confidence, top, gate)
     return float(np.max(np.asarray(look.logits)[:n])) if n else None
 
 
@@ -225,18 +224,14 @@ def refusals(
     looks: Sequence[Look], setting: tuple[int, float, float], gate: float, cut: float
 ) -> dict[str, float]:
     """Shares of kept and of removed questions the cut turns into "not answered"."""
+    read = [(x.kept, best_read(x, setting, gate)) for x in looks]
     out: dict[str, float] = {}
-    for name, group in (
-        ("kept", [x for x in looks if x.kept]),
-        ("removed", [x for x in looks if not x.kept]),
-    ):
-        values = [best_read(x, setting, gate) for x in group]
+    for name, kept in (("kept", True), ("removed", False)):
+        values = [v for k, v in read if k is kept]
         refused = sum(v is not None and v < cut for v in values)
-        out[f"{name}_questions"] = len(group)
-        out[f"{name}_refused"] = round(refused / max(1, len(group)), 4)
-    out["read_share"] = round(
-        sum(best_read(x, setting, gate) is not None for x in looks) / max(1, len(looks)), 4
-    )
+        out[f"{name}_questions"] = len(values)
+        out[f"{name}_refused"] = round(refused / max(1, len(values)), 4)
+    out["read_share"] = round(sum(v is not None for _, v in read) / max(1, len(read)), 4)
     return out
 
 
@@ -378,9 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for b in bundled
         },
         "grid_on_all": grid,
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": checkout_commit(),
     }
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     for h in fitted["halves"]:
